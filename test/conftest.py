@@ -1,0 +1,82 @@
+"""Shared test fixtures: real Vietnamese speech made at test time, sox format variants, and the
+reference test vectors in ``shared/fixtures/reference-small`` (see its README.md).
+
+Nothing is downloaded: speech comes from espeak-ng, conversions from sox (both Debian packages
+that the test command installs; a missing one fails the tests with the install command).
+"""
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# (text, espeak-ng voice, words per minute): several voices and speeds.
+VI_UTTERANCES = [
+    ("xin chào quý khách", "vi", 150),
+    ("số tài khoản của tôi là một hai ba bốn", "vi+f3", 175),
+    ("tôi muốn kiểm tra số dư tài khoản", "vi-vn-x-south", 130),
+    ("cảm ơn anh đã gọi đến ngân hàng", "vi-vn-x-central+m3", 160),
+]
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is required by the tests: apt-get install {name}", pytrace=False)
+    return path
+
+
+def _run(cmd, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, **kwargs)
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(map(str, cmd))} failed: {result.stderr.decode()}", pytrace=False)
+    return result
+
+
+def sox_convert(src, dst, rate=None, channels=None, bits=None, encoding=None) -> Path:
+    """Write ``src`` to ``dst`` with sox (format from the extension); no dither, repeatable.
+
+    ``encoding`` is sox's ``-e`` (``signed-integer``, ``floating-point``, ...).
+    """
+    options = []
+    for flag, value in (("-r", rate), ("-c", channels), ("-b", bits), ("-e", encoding)):
+        if value is not None:
+            options += [flag, str(value)]
+    _run([_tool("sox"), "-D", str(src), *options, str(dst)])
+    return Path(dst)
+
+
+@pytest.fixture(scope="session")
+def sox():
+    """The :func:`sox_convert` helper: ``sox(src, dst, rate=8000, channels=2, bits=24, ...)``."""
+    return sox_convert
+
+
+@pytest.fixture(scope="session")
+def vi_speech(tmp_path_factory) -> list:
+    """A few Vietnamese utterances synthesised by espeak-ng → [(16 kHz int16 WAV path, text)]."""
+    espeak, folder = _tool("espeak-ng"), tmp_path_factory.mktemp("vi_speech")
+    speech = []
+    for i, (text, voice, speed) in enumerate(VI_UTTERANCES):
+        raw = folder / f"utt{i}_22k.wav"
+        _run([espeak, "-v", voice, "-s", str(speed), "-w", str(raw), text])
+        speech.append((sox_convert(raw, folder / f"utt{i}.wav", rate=16000, bits=16), text))
+    return speech
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    """``shared/fixtures/reference-small`` above this checkout (CI: ``<clone>/../shared``)."""
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "fixtures" / "reference-small"
+        if candidate.is_dir():
+            return candidate
+    pytest.fail("shared/fixtures/reference-small not found above the repository", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def reference(reference_dir) -> dict:
+    """The arrays of ``reference.npz`` (documented in the folder's README.md)."""
+    with np.load(reference_dir / "reference.npz") as arrays:
+        return dict(arrays)
