@@ -80,3 +80,25 @@ def reference(reference_dir) -> dict:
     """The arrays of ``reference.npz`` (documented in the folder's README.md)."""
     with np.load(reference_dir / "reference.npz") as arrays:
         return dict(arrays)
+
+
+@pytest.fixture(scope="session")
+def ref_model_dir(reference_dir) -> Path:
+    """The reference test vector's model folder (released layout, small random model)."""
+    return reference_dir / "model"
+
+
+@pytest.fixture(scope="session")
+def ref_meta(reference_dir) -> dict:
+    """``meta.json``: the reference's texts and long-form segments."""
+    import json
+
+    return json.loads((reference_dir / "meta.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def ref_model(ref_model_dir):
+    """The reference-small model loaded by our loader, eval mode, float32 on the CPU."""
+    from chunkformer.model import ChunkFormerModel
+
+    return ChunkFormerModel.from_pretrained(ref_model_dir)

@@ -1,0 +1,198 @@
+"""Decode audio with a ChunkFormer model folder.
+
+    python -m chunkformer.bin.recognize --model_dir exp/default/final \
+        --data data/test/wav.scp --output_dir exp/default/decode_test \
+        --mode ctc_greedy --chunk_size 64 --left_context_size 128 --right_context_size 128
+
+``--data`` is one audio file, a folder of audio files, a Kaldi data dir / ``wav.scp`` (with
+``segments`` and ``text`` beside it when present) or a jsonl ``data.list``. Recordings up to
+``--long_form_threshold`` seconds are decoded in masked batches of ``--total_batch_duration``
+seconds; longer ones chunk by chunk with caches (bounded memory, same result). Writes
+``<output_dir>/text``, ``result.jsonl`` (word timings), ``skipped.tsv`` and, with references,
+``errors.tsv``; ``--srt`` adds one subtitle file per recording. Unreadable items are reported
+and skipped; the exit code is non-zero only if nothing could be decoded.
+"""
+import argparse
+import json
+import logging
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from chunkformer.data.audio import AudioError, audio_duration, load_audio
+from chunkformer.data.inputs import InputError, read_inputs, read_text
+from chunkformer.data.text import normalize_text
+from chunkformer.decoding.batch import MODES, check_mode, decode_features, frame_budget
+from chunkformer.decoding.endless import decode_long
+from chunkformer.decoding.metrics import ErrorTally, error_counts, write_error_report
+from chunkformer.model import ChunkFormerModel
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model_dir", required=True, help="released-layout model folder")
+    p.add_argument("--data", required=True, help="audio file, folder, wav.scp/data dir, jsonl")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--mode", default="ctc_greedy", choices=MODES)
+    p.add_argument("--chunk_size", type=int, default=64, help="≤ 0: full context")
+    p.add_argument("--left_context_size", type=int, default=128)
+    p.add_argument("--right_context_size", type=int, default=128)
+    p.add_argument("--beam_size", type=int, default=10)
+    p.add_argument("--ctc_weight", type=float, default=0.5, help="attention rescoring")
+    p.add_argument("--reverse_weight", type=float, default=0.0, help="bitransformer only")
+    p.add_argument("--total_batch_duration", type=float, default=1800,
+                   help="seconds of audio per masked batch")
+    p.add_argument("--long_form_threshold", type=float, default=600,
+                   help="recordings longer than this many seconds are decoded chunk by chunk")
+    p.add_argument("--max_silence_duration", type=float, default=0.5,
+                   help="silence (s) that splits SRT/segment output")
+    p.add_argument("--reference", default=None,
+                   help="Kaldi text file with references (else the list's own transcripts)")
+    p.add_argument("--srt", action="store_true", help="also write <output_dir>/srt/<key>.srt")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="autocast dtype (softmax and CTC stay float32)")
+    p.add_argument("--num_threads", type=int, default=0, help="torch threads (0: default)")
+    return p
+
+
+class Recognizer:
+    """Decode items one masked batch (or one long recording) at a time, writing as it goes."""
+
+    def __init__(self, model, args, out: Path):
+        self.model, self.args, self.out = model, args, out
+        self.text = open(out / "text", "w", encoding="utf-8")
+        self.jsonl = open(out / "result.jsonl", "w", encoding="utf-8")
+        self.skipped = []
+        self.hyps = {}
+        if args.srt:
+            (out / "srt").mkdir(exist_ok=True)
+
+    def run(self, items):
+        args = self.args
+        budget = frame_budget(args.total_batch_duration) * 0.01 * 2  # seconds per batch
+        batch, batch_secs = [], 0.0
+        with tqdm(total=len(items), unit="utt", desc="recognize", file=sys.stderr) as bar:
+            for item in items:
+                try:
+                    duration = self.duration(item)
+                    if duration > args.long_form_threshold:
+                        self.emit(item, decode_long(
+                            self.model, load_audio(item.path, None, item.start, item.end)
+                            if item.start is not None else item.path,
+                            args.chunk_size, args.left_context_size, args.right_context_size,
+                            args.total_batch_duration, args.mode, args.beam_size))
+                        bar.update(1)
+                        continue
+                    feats = self.model.features(item.path, start=item.start, end=item.end)
+                except AudioError as e:
+                    self.skip(item, str(e))
+                    bar.update(1)
+                    continue
+                batch.append((item, feats))
+                batch_secs += duration
+                if batch_secs >= budget:
+                    bar.update(self.flush(batch))
+                    batch, batch_secs = [], 0.0
+            bar.update(self.flush(batch))
+        self.text.close()
+        self.jsonl.close()
+
+    def duration(self, item) -> float:
+        if item.start is not None and item.end is not None:
+            return item.end - item.start
+        return audio_duration(item.path) - (item.start or 0.0)
+
+    def flush(self, batch) -> int:
+        if not batch:
+            return 0
+        args = self.args
+        results = decode_features(self.model, [f for _, f in batch], args.chunk_size,
+                                  args.left_context_size, args.right_context_size, args.mode,
+                                  args.beam_size, args.ctc_weight, args.reverse_weight)
+        for (item, _), result in zip(batch, results):
+            self.emit(item, result)
+        return len(batch)
+
+    def emit(self, item, result):
+        result.key = item.key
+        self.hyps[item.key] = result.text
+        self.text.write(f"{item.key} {result.text}\n")
+        row = result.as_dict()
+        row["segments"] = result.segments(self.args.max_silence_duration)
+        self.jsonl.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if self.args.srt:
+            write_srt(self.out / "srt" / f"{item.key}.srt", row["segments"])
+
+    def skip(self, item, reason: str):
+        logging.warning("skipped %s (%s): %s", item.key, item.path, reason)
+        self.skipped.append((item.key, str(item.path), reason))
+
+
+def write_srt(path: Path, segments):
+    with open(path, "w", encoding="utf-8") as f:
+        for n, seg in enumerate(segments, 1):
+            start, end = (seg[k][:8] + "," + seg[k][9:] for k in ("start", "end"))
+            f.write(f"{n}\n{start} --> {end}\n{seg['decode']}\n\n")
+
+
+def score(hyps: dict, refs: dict, out: Path):
+    """Print WER/CER over utterances with a reference; write the per-utterance report."""
+    words, chars, rows = ErrorTally(), ErrorTally(), []
+    for key, hyp in hyps.items():
+        if key not in refs:
+            continue
+        ref, hyp = normalize_text(refs[key]), normalize_text(hyp)
+        w, c = error_counts(ref, hyp, "word"), error_counts(ref, hyp, "char")
+        words.add(*w)
+        chars.add(*c)
+        rows.append((key, ref, hyp, w, c))
+    if not rows:
+        logging.warning("no decoded utterance has a reference: nothing scored")
+        return
+    write_error_report(out / "errors.tsv", rows)
+    print(f"WER {words.summary()}  CER {chars.summary()}  ({len(rows)} utterances)")
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    try:
+        items = read_inputs(args.data)
+        refs = read_text(args.reference) if args.reference else {
+            i.key: i.text for i in items if i.text is not None}
+    except (InputError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+    if not items:
+        sys.exit(f"error: {args.data}: no audio found")
+    model = ChunkFormerModel.from_pretrained(args.model_dir, args.device)
+    logging.info("%s", model.load_report)
+    try:
+        check_mode(model, args.mode)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    recognizer = Recognizer(model, args, out)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.dtype)
+    device_type = torch.device(args.device).type
+    with torch.autocast(device_type, dtype=dtype) if dtype else nullcontext():
+        recognizer.run(items)
+    with open(out / "skipped.tsv", "w", encoding="utf-8") as f:
+        f.writelines(f"{k}\t{p}\t{r}\n" for k, p, r in recognizer.skipped)
+    decoded = len(recognizer.hyps)
+    print(f"decoded {decoded}, skipped {len(recognizer.skipped)} → {out / 'text'}")
+    if refs:
+        score(recognizer.hyps, refs, out)
+    if decoded == 0:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The one decode function: features → masked-batch encoder → CTC search → transcripts.
+
+``decode_features`` is what the recognize CLI, the Python API and validation in training all
+call, so they cannot disagree. Modes: ``ctc_greedy``, ``ctc_prefix_beam`` and
+``attention_rescoring`` (CTC prefix beam n-best rescored by the attention decoder).
+"""
+from typing import List, Optional, Sequence
+
+import torch
+
+from chunkformer.decoding.search import attention_rescoring, ctc_prefix_beam_search
+from chunkformer.decoding.transcript import Token, Transcript, greedy_tokens
+
+MODES = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring")
+
+
+def check_mode(model, mode: str):
+    if mode not in MODES:
+        raise ValueError(f"unknown decoding mode {mode!r} (choose from {', '.join(MODES)})")
+    if mode == "attention_rescoring" and model.decoder is None:
+        raise ValueError("attention_rescoring needs a model with an attention decoder "
+                         "(this folder has no decoder.* weights)")
+
+
+def frame_budget(total_batch_duration: float) -> int:
+    """Fbank frames per batch for a duration in seconds, as upstream computes it (spec §9)."""
+    if total_batch_duration <= 0:
+        raise ValueError(f"total_batch_duration must be > 0 seconds, got {total_batch_duration}")
+    return int(total_batch_duration // 0.01) // 2
+
+
+def budget_groups(frame_counts: Sequence[int], total_batch_duration: float) -> List[List[int]]:
+    """Indices grouped in order; a group closes once its frames reach the budget (the item
+    that overflows stays in it), as upstream ``batch_decode`` does."""
+    budget = frame_budget(total_batch_duration)
+    groups, current, left = [], [], budget
+    for i, n in enumerate(frame_counts):
+        current.append(i)
+        left -= n
+        if left <= 0:
+            groups.append(current)
+            current, left = [], budget
+    if current:
+        groups.append(current)
+    return groups
+
+
+def search(model, log_probs: torch.Tensor, enc: torch.Tensor, mode: str, beam_size: int,
+           ctc_weight: float = 0.5, reverse_weight: float = 0.0, offset: int = 0) -> List[Token]:
+    """One utterance's (T', V) log-probs (and (T', D) encoder output) → tokens."""
+    blank = model.ctc.blank_id
+    if mode == "ctc_greedy":
+        return greedy_tokens(log_probs.argmax(-1).tolist(), blank, offset)
+    hyps = ctc_prefix_beam_search(log_probs, beam_size, blank)
+    best = 0
+    if mode == "attention_rescoring" and len(hyps) > 1:
+        best, _ = attention_rescoring(model.decoder, enc, hyps, model.sos, model.eos,
+                                      ctc_weight, reverse_weight)
+    return [Token(i, t + offset, t + offset) for i, t in zip(hyps[best].ids, hyps[best].times)]
+
+
+@torch.no_grad()
+def decode_features(model, feats: List[torch.Tensor], chunk_size: Optional[int],
+                    left_context_size: int, right_context_size: int, mode: str = "ctc_greedy",
+                    beam_size: int = 10, ctc_weight: float = 0.5,
+                    reverse_weight: float = 0.0) -> List[Transcript]:
+    """Decode unpadded fbank features [(T_i, 80)] as one masked batch."""
+    check_mode(model, mode)
+    feats = [f.to(model.device) for f in feats]
+    encs = model.encoder.forward_list(feats, chunk_size, left_context_size, right_context_size)
+    out = []
+    for enc in encs:
+        log_probs = model.ctc_log_probs(enc)
+        tokens = search(model, log_probs, enc, mode, beam_size, ctc_weight, reverse_weight)
+        out.append(Transcript(tokens, model.vocab, frame_ids=log_probs.argmax(-1).tolist(),
+                              blank=model.ctc.blank_id))
+    return out
+
+
+def decode_audios(model, audios, chunk_size, left_context_size, right_context_size,
+                  total_batch_duration, mode="ctc_greedy", beam_size=10, sample_rate=None):
+    """Paths or waveforms → transcripts, in masked batches of bounded total duration."""
+    check_mode(model, mode)
+    feats = [model.features(a, sample_rate) for a in audios]
+    results = [None] * len(feats)
+    for group in budget_groups([f.size(0) for f in feats], total_batch_duration):
+        decoded = decode_features(model, [feats[i] for i in group], chunk_size,
+                                  left_context_size, right_context_size, mode, beam_size)
+        for i, r in zip(group, decoded):
+            results[i] = r
+    return results

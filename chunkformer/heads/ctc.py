@@ -1,0 +1,14 @@
+"""CTC head: a linear projection of encoder frames onto the vocabulary (key ``ctc_lo``)."""
+import torch
+from torch import nn
+
+
+class CTCHead(nn.Module):
+    def __init__(self, vocab_size: int, encoder_output_size: int, blank_id: int = 0):
+        super().__init__()
+        self.ctc_lo = nn.Linear(encoder_output_size, vocab_size)
+        self.blank_id = blank_id
+
+    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """(…, T, D) encoder output → (…, T, V) log-probabilities (float32 softmax)."""
+        return torch.log_softmax(self.ctc_lo(x).float(), dim=-1)

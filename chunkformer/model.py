@@ -1,0 +1,101 @@
+"""ChunkFormerModel: encoder + CTC head (+ attention decoder), with the upstream-style API.
+
+    model = ChunkFormerModel.from_pretrained("path/to/chunkformer-ctc-large-vie")
+    enc, enc_lens = model.encode(xs, xs_lens, 64, 128, 128)    # fbank in, encoder frames out
+    texts = model.batch_decode(["a.wav", "b.wav"])              # masked batch
+    segments = model.endless_decode("call.wav")                 # hours of audio, bounded memory
+
+State-dict keys are those of released checkpoints: ``encoder.*``, ``ctc.ctc_lo.*``, ``decoder.*``.
+"""
+from typing import Iterable, List, Optional
+
+import torch
+from torch import nn
+
+from chunkformer import pretrained
+from chunkformer.data.audio import ensure_long_enough, load_audio
+from chunkformer.data.features import compute_fbank
+
+
+class ChunkFormerModel(nn.Module):
+    def __init__(self, encoder, ctc, decoder=None, vocab=None, config: Optional[dict] = None,
+                 cmvn_stats: Optional[bytes] = None):
+        super().__init__()
+        self.encoder = encoder
+        self.ctc = ctc
+        self.decoder = decoder
+        self.vocab = vocab
+        self.config = config or {}
+        self.cmvn_stats = cmvn_stats
+        self.sos, self.eos = pretrained.special_ids(self.config, ctc.ctc_lo.out_features)
+        self.load_report = None
+
+    @classmethod
+    def from_pretrained(cls, model_dir, device="cpu", ignore: Iterable[str] = ()):
+        """Load a released-layout folder strictly (see chunkformer.pretrained); eval mode."""
+        parts, report = pretrained.load_folder(model_dir, ignore)
+        model = cls(**parts)
+        model.load_report = report
+        return model.to(device).eval()
+
+    def save_pretrained(self, out_dir):
+        """Write config.yaml, pytorch_model.bin, vocab.txt and global_cmvn to ``out_dir``."""
+        pretrained.save_folder(self, out_dir)
+
+    @property
+    def device(self):
+        return self.ctc.ctc_lo.weight.device
+
+    def encode(self, xs, xs_lens, chunk_size: Optional[int] = 0, left_context_size: int = 0,
+               right_context_size: int = 0):
+        """(B, T, 80) fbank + (B,) lengths → (B, T', D) encoder output + (B,) lengths.
+
+        ``chunk_size`` 0, -1 or None = full context; otherwise chunked attention with the given
+        left/right context (subsampled frames). Batch-invariant: padding never changes a result.
+        """
+        return self.encoder(xs, xs_lens, chunk_size, left_context_size, right_context_size)
+
+    def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
+        """(…, T', D) encoder output → (…, T', V) CTC log-probabilities."""
+        return self.ctc.log_probs(enc)
+
+    def features(self, audio, sample_rate: Optional[int] = None, start: Optional[float] = None,
+                 end: Optional[float] = None) -> torch.Tensor:
+        """Path or waveform → (T, 80) fbank exactly as the released models expect (spec §5).
+
+        Raises AudioError for unreadable audio or audio too short for one encoder frame.
+        """
+        fbank = self.config.get("fbank_conf") or {}
+        wave = ensure_long_enough(load_audio(audio, sample_rate, start, end))
+        return compute_fbank(wave, num_mel_bins=int(fbank.get("num_mel_bins", 80)),
+                             frame_length=float(fbank.get("frame_length", 25)),
+                             frame_shift=float(fbank.get("frame_shift", 10)))
+
+    def batch_decode(self, audios: List, chunk_size: int = 64, left_context_size: int = 128,
+                     right_context_size: int = 128, total_batch_duration: float = 1800,
+                     mode: str = "ctc_greedy", beam_size: int = 10,
+                     return_timestamps: bool = False, sample_rate: Optional[int] = None):
+        """Decode several recordings (paths or waveforms) in masked batches of at most
+        ``total_batch_duration`` seconds. Returns texts, or result dicts with word timings."""
+        from chunkformer.decoding.batch import decode_audios
+        results = decode_audios(self, audios, chunk_size, left_context_size, right_context_size,
+                                total_batch_duration, mode, beam_size, sample_rate)
+        return [r.as_dict() if return_timestamps else r.text for r in results]
+
+    def endless_decode(self, audio, chunk_size: int = 64, left_context_size: int = 128,
+                       right_context_size: int = 128, total_batch_duration: float = 1800,
+                       return_timestamps: bool = True, max_silence_duration: float = 0.5,
+                       mode: str = "ctc_greedy", beam_size: int = 10,
+                       sample_rate: Optional[int] = None):
+        """Decode one recording of any length chunk by chunk with attention/conv caches.
+
+        Returns segments ``[{"decode", "start", "end", "words"}]`` split at silences of
+        ``max_silence_duration`` (times ``HH:MM:SS:mmm``), or the text when
+        ``return_timestamps`` is False.
+        """
+        from chunkformer.decoding.endless import decode_long
+        result = decode_long(self, audio, chunk_size, left_context_size, right_context_size,
+                             total_batch_duration, mode, beam_size, sample_rate)
+        if not return_timestamps:
+            return result.text
+        return result.segments(max_silence_duration)
