@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from chunkformer.data.audio import AudioError, audio_duration, load_audio
+from chunkformer.data.audio import INT16_SCALE, AudioError, audio_duration, load_audio
 from chunkformer.data.inputs import InputError, read_inputs, read_text
 from chunkformer.data.text import normalize_text
 from chunkformer.decoding.batch import MODES, check_mode, decode_features, frame_budget
@@ -81,11 +81,7 @@ class Recognizer:
                 try:
                     duration = self.duration(item)
                     if duration > args.long_form_threshold:
-                        self.emit(item, decode_long(
-                            self.model, load_audio(item.path, None, item.start, item.end)
-                            if item.start is not None else item.path,
-                            args.chunk_size, args.left_context_size, args.right_context_size,
-                            args.total_batch_duration, args.mode, args.beam_size))
+                        self.emit(item, self.decode_long(item))
                         bar.update(1)
                         continue
                     feats = self.model.features(item.path, start=item.start, end=item.end)
@@ -101,6 +97,18 @@ class Recognizer:
             bar.update(self.flush(batch))
         self.text.close()
         self.jsonl.close()
+
+    def decode_long(self, item):
+        """Chunk by chunk with caches; a file is streamed from disk, a segment of one is
+        loaded (as a [-1, 1] waveform: int16-scale samples / 32768, exact)."""
+        args = self.args
+        source, rate = item.path, None
+        if item.start is not None or item.end is not None:
+            source = load_audio(item.path, None, item.start, item.end) / INT16_SCALE
+            rate = 16000
+        return decode_long(self.model, source, args.chunk_size, args.left_context_size,
+                           args.right_context_size, args.total_batch_duration, args.mode,
+                           args.beam_size, sample_rate=rate)
 
     def duration(self, item) -> float:
         if item.start is not None and item.end is not None:

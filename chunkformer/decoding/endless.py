@@ -49,7 +49,9 @@ def segment_plan(num_frames: int, chunk: int, left: int, right: int, num_blocks:
     start = 0
     while True:
         end = min(start + keep * stride + Subsampling.receptive_field - stride, num_frames)
-        last = start + rel_right >= num_frames
+        # upstream stops once the look-ahead reaches the end; a segment whose kept frames
+        # already reach it is the last one too (upstream would run an empty one after it)
+        last = start + max(rel_right, keep * stride) >= num_frames
         yield Segment(start, min(end + rel_right, num_frames), keep, last)
         if last:
             return
