@@ -75,3 +75,16 @@ def test_decoded_text_has_no_special_tokens(ref_model, vi_speech):
     for r in ref_model.batch_decode([p for p, _ in vi_speech], 16, 24, 4,
                                     mode="ctc_prefix_beam", beam_size=4):
         assert "<" not in r and ">" not in r
+
+
+def test_bf16_autocast_tracks_fp32(ref_model, reference):
+    feats = [torch.from_numpy(reference[f"fbank_{i}"]) for i in range(3)]
+    with torch.no_grad():
+        fp32 = ref_model.encoder.forward_list(feats, 64, 128, 128)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = ref_model.encoder.forward_list(feats, 64, 128, 128)
+    for a, b in zip(fp32, bf16):
+        assert b.dtype == torch.bfloat16
+        assert (a - b.float()).abs().max() < 0.2  # activations are O(1) after the final norm
+        same = (ref_model.ctc_log_probs(a).argmax(-1) == ref_model.ctc_log_probs(b).argmax(-1))
+        assert same.float().mean() > 0.9

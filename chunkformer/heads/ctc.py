@@ -10,5 +10,8 @@ class CTCHead(nn.Module):
         self.blank_id = blank_id
 
     def log_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """(…, T, D) encoder output → (…, T, V) log-probabilities (float32 softmax)."""
-        return torch.log_softmax(self.ctc_lo(x).float(), dim=-1)
+        """(…, T, D) encoder output → (…, T, V) log-probabilities (float32 softmax).
+
+        Accepts reduced-precision encoder output (bf16/fp16 autocast) outside autocast too.
+        """
+        return torch.log_softmax(self.ctc_lo(x.to(self.ctc_lo.weight.dtype)).float(), dim=-1)

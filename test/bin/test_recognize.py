@@ -140,6 +140,13 @@ def test_bad_list_line_is_one_clear_error(ref_model_dir, tmp_path, capsys):
     assert code != 0
 
 
+def test_bf16_autocast_run(ref_model_dir, corpus, tmp_path):
+    root, _ = corpus
+    assert _run(["--model_dir", ref_model_dir, "--data", root / "wav.scp", "--output_dir",
+                 tmp_path, "--dtype", "bf16", "--long_form_threshold", 0]) == 0
+    assert len(_text(tmp_path / "text")) == 3
+
+
 def test_console_entry_point_runs(ref_model_dir, corpus, tmp_path):
     root, items = corpus
     r = subprocess.run([sys.executable, "-m", "chunkformer.bin.recognize", "--model_dir",
