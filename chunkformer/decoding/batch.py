@@ -8,8 +8,8 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from chunkformer.decoding.search import attention_rescoring, ctc_prefix_beam_search
-from chunkformer.decoding.transcript import Token, Transcript, greedy_tokens
+from chunkformer.decoding.spans import SpanSearch
+from chunkformer.decoding.transcript import Transcript
 
 MODES = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring")
 
@@ -45,20 +45,6 @@ def budget_groups(frame_counts: Sequence[int], total_batch_duration: float) -> L
     return groups
 
 
-def search(model, log_probs: torch.Tensor, enc: torch.Tensor, mode: str, beam_size: int,
-           ctc_weight: float = 0.5, reverse_weight: float = 0.0, offset: int = 0) -> List[Token]:
-    """One utterance's (T', V) log-probs (and (T', D) encoder output) → tokens."""
-    blank = model.ctc.blank_id
-    if mode == "ctc_greedy":
-        return greedy_tokens(log_probs.argmax(-1).tolist(), blank, offset)
-    hyps = ctc_prefix_beam_search(log_probs, beam_size, blank)
-    best = 0
-    if mode == "attention_rescoring" and len(hyps) > 1:
-        best, _ = attention_rescoring(model.decoder, enc, hyps, model.sos, model.eos,
-                                      ctc_weight, reverse_weight)
-    return [Token(i, t + offset, t + offset) for i, t in zip(hyps[best].ids, hyps[best].times)]
-
-
 @torch.no_grad()
 def decode_features(model, feats: List[torch.Tensor], chunk_size: Optional[int],
                     left_context_size: int, right_context_size: int, mode: str = "ctc_greedy",
@@ -70,10 +56,9 @@ def decode_features(model, feats: List[torch.Tensor], chunk_size: Optional[int],
     encs = model.encoder.forward_list(feats, chunk_size, left_context_size, right_context_size)
     out = []
     for enc in encs:
-        log_probs = model.ctc_log_probs(enc)
-        tokens = search(model, log_probs, enc, mode, beam_size, ctc_weight, reverse_weight)
-        out.append(Transcript(tokens, model.vocab, frame_ids=log_probs.argmax(-1).tolist(),
-                              blank=model.ctc.blank_id))
+        spans = SpanSearch(model, mode, beam_size, ctc_weight, reverse_weight)
+        spans.add(enc)
+        out.append(spans.finish())
     return out
 
 

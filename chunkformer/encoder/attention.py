@@ -10,7 +10,6 @@ import math
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 # Largest attention-score tensor (elements) materialised at once; chunks are processed in

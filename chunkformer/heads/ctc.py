@@ -15,3 +15,10 @@ class CTCHead(nn.Module):
         Accepts reduced-precision encoder output (bf16/fp16 autocast) outside autocast too.
         """
         return torch.log_softmax(self.ctc_lo(x.to(self.ctc_lo.weight.dtype)).float(), dim=-1)
+
+    def best_ids(self, x: torch.Tensor, frames_per_slice: int = 2048) -> torch.Tensor:
+        """(T, D) → (T,) per-frame argmax ids, computed in slices so that hours of frames never
+        hold a (T, V) matrix (argmax of the logits is the argmax of the log-probabilities)."""
+        w = self.ctc_lo.weight
+        return torch.cat([self.ctc_lo(x[i:i + frames_per_slice].to(w.dtype)).argmax(-1)
+                          for i in range(0, max(len(x), 1), frames_per_slice)])
