@@ -15,8 +15,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c "import chunkformer, torch, torchaudio, pytest" 2>/dev/null \
+# Dependencies (torch pinned to 2.11.0), then this checkout as the `chunkformer` package: a
+# clone elsewhere must not test another checkout's editable install.
+if ! python3 -c "import torch, torchaudio, pytest, sentencepiece, kaldiio, editdistance, soundfile" \
+     2>/dev/null \
    || [ "$(python3 -c 'import torch; print(torch.__version__.split("+")[0])')" != "2.11.0" ]; then
   echo "[install] pip install -e .[test]"
   python3 -m pip install -q -e ".[test]"
+fi
+here="$(pwd -P)/chunkformer"
+there="$(cd / && python3 -c 'import chunkformer, os; print(os.path.dirname(os.path.realpath(chunkformer.__file__)))' 2>/dev/null || true)"
+if [ "$there" != "$here" ]; then
+  echo "[install] pip install -e . (this checkout)"
+  python3 -m pip install -q --no-deps -e .
 fi
