@@ -1,0 +1,661 @@
+"""Offline synthetic Vietnamese banking call-center corpus: sentences, voices and channels.
+
+Text: call-center bot and customer sentences from templates grouped by intent, with slots for
+Vietnamese readings of numbers (:func:`number_to_words`), money, dates, times, digit strings
+(card, account and phone numbers read digit by digit) and person names. Transcripts are lower
+case, NFC, without punctuation. Speech: espeak-ng's northern, central and southern Vietnamese
+voices with its voice variants, speeds and pitches; an emotion label picks the prosody ranges.
+Channel: wideband 16 kHz, or telephone 8 kHz (noise at an SNR, 300-3400 Hz band, G.711 mu-law).
+
+Held out for dev and test: open slot values (names, amounts, dates, numbers: a value is held
+out when the CRC-32 of its text is 0 mod 5), so no dev/test sentence occurs in train. Held out
+for test only: templates marked ``*`` (unseen surface forms) and :data:`HELD_OUT_VARIANTS`
+(unseen voices). Everything follows from the seed: texts, voices and the noise samples.
+
+    plan = plan_corpus(num_train=1200, num_dev=100, num_test=200, seed=0)  # text only, fast
+    write_corpus("data/synth", plan, jobs=2)  # audio, Kaldi lists and data.list per split
+"""
+import hashlib
+import json
+import random
+import shutil
+import string
+import subprocess
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+DIGITS = ("không", "một", "hai", "ba", "bốn", "năm", "sáu", "bảy", "tám", "chín")
+
+
+@dataclass(frozen=True)
+class NumberStyle:
+    """Regional choices in number reading: 105 → "một trăm <odd> năm", 1000 → "một <thousand>",
+    and the unit after "mươi": 24 → "hai mươi <four>", 25 → "hai mươi <five>"."""
+
+    odd: str = "linh"
+    thousand: str = "nghìn"
+    four: str = "bốn"
+    five: str = "lăm"
+
+
+STYLES = {
+    "north": NumberStyle(),
+    "colloquial": NumberStyle(four="tư", five="nhăm"),
+    "south": NumberStyle(odd="lẻ", thousand="ngàn"),
+}
+
+
+def _tens(tens: int, units: int, style: NumberStyle) -> list:
+    """10..99: "mười lăm", "hai mươi mốt"; "mốt"/<four>/<five> only after "mươi"."""
+    words = ["mười"] if tens == 1 else [DIGITS[tens], "mươi"]
+    if units == 5:
+        words.append("lăm" if tens == 1 else style.five)
+    elif units:
+        after_muoi = {1: "mốt", 4: style.four} if tens > 1 else {}
+        words.append(after_muoi.get(units, DIGITS[units]))
+    return words
+
+
+def _hundreds(n: int, style: NumberStyle, full: bool) -> list:
+    """0 < n < 1000; ``full`` also reads a zero hundreds digit (2025 → "... không trăm ...")."""
+    hundreds, tens, units = n // 100, n // 10 % 10, n % 10
+    words = [DIGITS[hundreds], "trăm"] if hundreds or full else []
+    if tens:
+        return words + _tens(tens, units, style)
+    if units:
+        return words + ([style.odd] if words else []) + [DIGITS[units]]
+    return words
+
+
+def number_to_words(n: int, style: str = "north") -> str:
+    """Read a non-negative integer in Vietnamese: 21 → "hai mươi mốt", 105 → "một trăm linh
+    năm", 2025 → "hai nghìn không trăm hai mươi lăm", 10**12 → "một nghìn tỷ".
+
+    Zero groups are skipped; every group after the first is read with its hundreds
+    ("một triệu không trăm linh năm nghìn"). ``style`` is a key of :data:`STYLES`.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"number_to_words: expected an integer ≥ 0, got {n!r}")
+    if style not in STYLES:
+        raise ValueError(f"number_to_words: unknown style '{style}', use one of {list(STYLES)}")
+    if n == 0:
+        return DIGITS[0]
+    billions, rest = divmod(n, 10**9)
+    words = [number_to_words(billions, style), "tỷ"] if billions else []
+    groups = (rest // 10**6, rest // 1000 % 1000, rest % 1000)
+    for value, name in zip(groups, ("triệu", STYLES[style].thousand, "")):
+        if value:
+            words += _hundreds(value, STYLES[style], full=bool(words)) + ([name] if name else [])
+    return " ".join(words)
+
+
+def digits_to_words(digits: str) -> str:
+    """Read a digit string one digit at a time: "0912" → "không chín một hai"."""
+    if not digits.isdigit() or not digits.isascii():
+        raise ValueError(f"digits_to_words: expected ASCII digits, got {digits!r}")
+    return " ".join(DIGITS[int(d)] for d in digits)
+
+
+def money_to_words(amount: int, style: str = "north") -> str:
+    """2500000 → "hai triệu năm trăm nghìn đồng"."""
+    return f"{number_to_words(amount, style)} đồng"
+
+
+def date_to_words(day: int, month: int, year: Optional[int] = None, mung: bool = False,
+                  style: str = "north") -> str:
+    """15, 3, 2025 → "ngày mười lăm tháng ba năm hai nghìn không trăm hai mươi lăm"; April is
+    "tháng tư"; ``mung`` reads days 1-10 the spoken way ("mùng năm tháng tư")."""
+    if not (1 <= day <= 31 and 1 <= month <= 12):
+        raise ValueError(f"date_to_words: bad date day={day} month={month}")
+    head = f"{'mùng' if mung and day <= 10 else 'ngày'} {number_to_words(day, style)}"
+    words = f"{head} tháng {'tư' if month == 4 else number_to_words(month)}"
+    return f"{words} năm {number_to_words(year, style)}" if year is not None else words
+
+
+def time_to_words(hour: int, minute: int = 0, twelve_hour: bool = False) -> str:
+    """14, 30 → "mười bốn giờ ba mươi phút"; with ``twelve_hour`` "hai giờ rưỡi chiều"."""
+    if not (0 <= hour < 24 and 0 <= minute < 60):
+        raise ValueError(f"time_to_words: bad time {hour}:{minute}")
+    if not twelve_hour:
+        minutes = f" {number_to_words(minute)} phút" if minute else ""
+        return f"{number_to_words(hour)} giờ{minutes}"
+    period = ("đêm" if hour < 4 or hour >= 22 else "sáng" if hour < 11 else "trưa" if hour < 13
+              else "chiều" if hour < 18 else "tối")
+    minutes = {0: "", 30: " rưỡi"}.get(minute, f" {number_to_words(minute)} phút")
+    return f"{number_to_words(hour % 12 or 12)} giờ{minutes} {period}"
+
+
+FAMILY_NAMES = ("nguyễn trần lê phạm hoàng huỳnh phan vũ võ đặng bùi đỗ hồ ngô dương lý trương "
+                "đinh lâm mai").split()
+MIDDLE_NAMES = "văn thị hữu đức minh thanh ngọc quang thu hoài xuân bảo gia kim thành công".split()
+GIVEN_NAMES = ("an anh bình châu cường dũng dung giang hà hải hạnh hiếu hoa hùng hương khánh lan "
+               "linh long mai minh nam nga ngọc nhung phong phúc phương quân quang sơn tâm thảo "
+               "thắng thủy trang trung tuấn tùng uyên vân việt vy yến hiền khoa huy loan lộc nhi "
+               "quỳnh tiến toàn trinh").split()
+HONORIFICS = ("anh", "chị", "cô", "chú", "bác")
+CARDS = ("thẻ tín dụng", "thẻ ghi nợ", "thẻ ghi nợ nội địa", "thẻ thanh toán quốc tế")
+LOANS = ("vay mua nhà", "vay mua ô tô", "vay tiêu dùng", "vay kinh doanh", "vay thế chấp")
+BANKS = tuple(f"ngân hàng {b}" for b in ("á châu", "quân đội", "ngoại thương", "công thương",
+                                         "nông nghiệp", "kỹ thương", "phương đông", "quốc tế",
+                                         "sài gòn thương tín", "đầu tư và phát triển"))
+TERMS = (1, 3, 6, 9, 12, 18, 24, 36)
+
+
+def _digits(rng, head: str, length: int) -> str:
+    return digits_to_words(head + "".join(rng.choice("0123456789") for _ in range(length)))
+
+
+def _amount(rng, style: str) -> str:
+    """Round amounts as people say them: 2500000, 350000, 17000, 999000000."""
+    mantissa = rng.choice([rng.randint(1, 9) * 100 + rng.choice((0, 50)), rng.randint(1, 999)])
+    return money_to_words(mantissa * 10 ** rng.randint(3, 6), style)
+
+
+def _date(rng, style: str) -> str:
+    day, month = rng.randint(1, 28), rng.randint(1, 12)
+    year = rng.choice((None, None, rng.randint(2024, 2026)))
+    return date_to_words(day, month, year, mung=rng.random() < 0.3, style=style)
+
+
+def _time(rng, style: str) -> str:
+    minute = rng.choice((0, 0, 15, 30, 45, rng.randint(1, 59)))
+    return time_to_words(rng.randint(7, 21), minute, twelve_hour=rng.random() < 0.5)
+
+
+def _rate(rng, style: str) -> str:
+    """An interest rate: "sáu phẩy tám phần trăm"."""
+    whole, tenths = number_to_words(rng.randint(3, 12)), rng.randint(0, 9)
+    return f"{whole} phẩy {DIGITS[tenths]} phần trăm" if tenths else f"{whole} phần trăm"
+
+
+def _full_name(rng, style: str) -> str:
+    return " ".join(rng.choice(names) for names in (FAMILY_NAMES, MIDDLE_NAMES, GIVEN_NAMES))
+
+
+# Open slots, (rng, number style) → text; their values are split into train and held-out ones.
+OPEN_SLOTS = {
+    "given": lambda rng, style: rng.choice(GIVEN_NAMES),
+    "full_name": _full_name,
+    "amount": _amount,
+    "fee": lambda rng, style: money_to_words(rng.randint(1, 50) * 1000, style),
+    "account": lambda rng, style: _digits(rng, "", rng.randint(10, 13)),
+    "card4": lambda rng, style: _digits(rng, "", 4),
+    "phone": lambda rng, style: _digits(rng, "0" + rng.choice("35789"), 8),
+    "otp": lambda rng, style: _digits(rng, "", 6),
+    "id_number": lambda rng, style: _digits(rng, "0", 11),
+    "ticket": lambda rng, style: _digits(rng, "", 8),
+    "hotline": lambda rng, style: _digits(rng, rng.choice(("1900", "1800")), 4),
+    "date": _date,
+    "birthday": lambda rng, style: date_to_words(rng.randint(1, 28), rng.randint(1, 12),
+                                                 rng.randint(1960, 2005), style=style),
+    "time": _time,
+    "days": lambda rng, style: number_to_words(rng.randint(2, 30), style),
+    "rate": _rate,
+}
+# Closed slots: small word lists shared by every split.
+CLOSED_SLOTS = {"hon": HONORIFICS, "card": CARDS, "loan": LOANS, "bank": BANKS,
+                "months": tuple(number_to_words(t) for t in TERMS)}
+
+
+# intent → role → templates; a leading "*" marks a held-out surface form (test split only).
+TEMPLATES = {
+    "greeting": {
+        "bot": ["ngân hàng sao việt xin chào quý khách em có thể giúp gì cho quý khách ạ",
+                "xin chào {hon} {given} em là trợ lý ảo của ngân hàng sao việt",
+                "chào {hon} cảm ơn {hon} đã gọi đến tổng đài chăm sóc khách hàng",
+                "*chào buổi sáng {hon} {given} em có thể hỗ trợ gì cho {hon} ạ"],
+        "customer": ["a lô chào em", "xin chào tôi là {full_name}",
+                     "chào em tôi cần hỗ trợ một chút", "a lô tổng đài ngân hàng phải không em",
+                     "*a lô em ơi tôi là khách hàng {full_name}"],
+    },
+    "verify_identity": {
+        "bot": ["để bảo mật thông tin {hon} vui lòng cho em xin họ tên đầy đủ",
+                "{hon} vui lòng đọc số căn cước công dân để em xác minh",
+                "em đã gửi mã xác thực gồm sáu chữ số đến số điện thoại {phone}",
+                "{hon} vui lòng cho em xin ngày sinh của chủ tài khoản",
+                "cảm ơn {hon} {given} thông tin của {hon} đã được xác minh",
+                "*{hon} vui lòng đọc giúp em mã xác thực vừa nhận được"],
+        "customer": ["tên tôi là {full_name}", "số căn cước của tôi là {id_number}",
+                     "mã xác thực là {otp}", "tôi sinh {birthday}",
+                     "số điện thoại đăng ký của tôi là {phone}",
+                     "*dạ tôi tên là {full_name} số điện thoại {phone}"],
+    },
+    "check_balance": {
+        "bot": ["số dư khả dụng trong tài khoản của {hon} là {amount}",
+                "tài khoản {account} hiện có số dư {amount}",
+                "tính đến {time} hôm nay số dư tài khoản của {hon} là {amount}",
+                "giao dịch gần nhất của {hon} là khoản nhận {amount} vào {date}",
+                "*hiện tại tài khoản thanh toán của {hon} còn {amount}"],
+        "customer": ["em ơi tôi muốn kiểm tra số dư tài khoản",
+                     "cho tôi hỏi số dư tài khoản {account}",
+                     "tài khoản của tôi còn bao nhiêu tiền vậy em",
+                     "em kiểm tra giúp tôi số dư tài khoản có đuôi {card4}",
+                     "*làm ơn đọc cho tôi số dư hiện tại trong tài khoản"],
+    },
+    "transfer_money": {
+        "bot": ["{hon} muốn chuyển {amount} đến tài khoản {account} của {full_name} đúng không ạ",
+                "giao dịch chuyển {amount} đã thực hiện thành công lúc {time}",
+                "hạn mức chuyển tiền trong ngày của {hon} là {amount}",
+                "phí chuyển khoản liên ngân hàng là {fee}",
+                "{hon} vui lòng nhập mã xác thực được gửi về số {phone} để hoàn tất giao dịch",
+                "*em xác nhận lệnh chuyển {amount} tới {bank} đã được ghi nhận"],
+        "customer": ["tôi muốn chuyển {amount} sang tài khoản {account}",
+                     "chuyển giúp tôi {amount} cho {full_name} ở {bank}",
+                     "hạn mức chuyển tiền một ngày của tôi là bao nhiêu",
+                     "tôi chuyển nhầm {amount} vào tài khoản {account} thì phải làm sao",
+                     "*nhờ em chuyển {amount} tới số tài khoản {account} tại {bank}"],
+    },
+    "lock_card": {
+        "bot": ["{card} có bốn số cuối {card4} của {hon} đã được khóa thành công",
+                "{hon} muốn khóa tạm thời hay khóa vĩnh viễn thẻ này ạ",
+                "để khóa thẻ {hon} vui lòng xác nhận bốn số cuối của thẻ",
+                "thẻ mới sẽ được gửi đến {hon} trước {date}",
+                "*em đã khóa {card} đuôi {card4} kể từ {time} hôm nay"],
+        "customer": ["tôi bị mất thẻ muốn khóa thẻ ngay",
+                     "khóa giúp tôi {card} có bốn số cuối là {card4}",
+                     "thẻ của tôi bị đánh cắp em khóa giúp tôi với",
+                     "tôi muốn tạm khóa {card} vì nghi bị lộ thông tin",
+                     "*tôi đánh rơi {card} rồi phải khóa thẻ liền em ơi"],
+    },
+    "loan_inquiry": {
+        "bot": ["lãi suất {loan} hiện tại là {rate} một năm",
+                "với khoản vay {amount} kỳ hạn {months} tháng {hon} trả mỗi tháng khoảng {amount2}",
+                "{hon} cần chuẩn bị căn cước công dân và giấy tờ chứng minh thu nhập",
+                "hồ sơ vay của {hon} đã được duyệt với hạn mức {amount}",
+                "*khoản {loan} của {hon} được hỗ trợ lãi suất {rate} trong năm đầu"],
+        "customer": ["lãi suất {loan} hiện nay là bao nhiêu",
+                     "tôi muốn vay {amount} trong {months} tháng",
+                     "điều kiện để được {loan} là gì em", "tôi có thể vay tối đa bao nhiêu",
+                     "*cho tôi hỏi gói {loan} có ưu đãi gì không"],
+    },
+    "payment_reminder": {
+        "bot": ["em gọi để nhắc {hon} khoản thanh toán {amount} sẽ đến hạn vào {date}",
+                "dư nợ thẻ tín dụng kỳ này của {hon} là {amount}",
+                "{hon} vui lòng thanh toán tối thiểu {amount} trước {date} để tránh phí phạt",
+                "khoản vay của {hon} đã quá hạn {days} ngày",
+                "{hon} có thể thanh toán qua ứng dụng ngân hàng hoặc tại quầy giao dịch",
+                "*em xin nhắc {hon} {given} hạn chót thanh toán là {date}"],
+        "customer": ["tôi sẽ thanh toán trước {date}",
+                     "cho tôi gia hạn thêm {days} ngày được không",
+                     "tôi đã thanh toán {amount} vào {date} rồi", "kỳ này tôi phải trả bao nhiêu",
+                     "*tuần sau tôi mới có tiền trả được em ạ"],
+    },
+    "complaint": {
+        "bot": ["em rất xin lỗi {hon} về sự bất tiện này",
+                "em đã ghi nhận khiếu nại của {hon} và sẽ phản hồi trong vòng {days} ngày làm việc",
+                "mã số khiếu nại của {hon} là {ticket}",
+                "em sẽ kiểm tra kỹ giao dịch này và phản hồi {hon} sớm nhất",
+                "bộ phận chuyên trách sẽ liên hệ lại với {hon} qua số {phone}",
+                "*em thành thật xin lỗi và sẽ chuyển yêu cầu của {hon} lên cấp trên ngay"],
+        "customer": ["tôi bị trừ {amount} mà không biết lý do",
+                     "tôi chuyển khoản {date} mà người nhận vẫn chưa nhận được tiền",
+                     "tôi gọi mấy lần rồi mà không ai giải quyết",
+                     "cây rút tiền nuốt thẻ của tôi lúc {time}", "dịch vụ gì mà chậm quá vậy",
+                     "tôi không hài lòng với cách làm việc của ngân hàng",
+                     "*sao tài khoản tôi tự nhiên mất {amount} vậy"],
+    },
+    "savings_inquiry": {
+        "bot": ["lãi suất tiết kiệm kỳ hạn {months} tháng hiện là {rate} một năm",
+                "sổ tiết kiệm của {hon} sẽ đáo hạn vào {date}",
+                "nếu tất toán trước hạn {hon} chỉ được hưởng lãi suất không kỳ hạn",
+                "*tiền lãi dự kiến khi đáo hạn là {amount}"],
+        "customer": ["lãi suất gửi tiết kiệm {months} tháng là bao nhiêu",
+                     "tôi muốn gửi tiết kiệm {amount}", "tôi muốn tất toán sổ tiết kiệm trước hạn",
+                     "*gửi {amount} kỳ hạn {months} tháng thì được lãi bao nhiêu"],
+    },
+    "update_info": {
+        "bot": ["số điện thoại {phone} đã được cập nhật cho tài khoản của {hon}",
+                "{hon} vui lòng mang căn cước công dân đến chi nhánh gần nhất để cập nhật",
+                "*thông tin của {hon} sẽ được cập nhật trong vòng {days} ngày"],
+        "customer": ["tôi muốn đổi số điện thoại nhận mã xác thực sang {phone}",
+                     "tôi đổi số điện thoại rồi giờ phải làm sao",
+                     "*em cập nhật giúp tôi số điện thoại mới là {phone}"],
+    },
+    "confirm": {
+        "bot": ["dạ vâng em đã ghi nhận", "em xin xác nhận lại số tài khoản {account}",
+                "em xin xác nhận lại số tiền là {amount}",
+                "*dạ em xin phép xác nhận lại số điện thoại {phone}"],
+        "customer": ["vâng đúng rồi", "đúng rồi em", "vâng tôi đồng ý", "được em cứ làm đi",
+                     "đúng là {amount} em ạ", "*chính xác em"],
+    },
+    "deny": {
+        "bot": ["dạ vâng vậy em sẽ hủy yêu cầu này",
+                "em chưa nghe rõ {hon} vui lòng nhắc lại giúp em",
+                "*dạ nếu vậy em xin phép hủy giao dịch"],
+        "customer": ["không phải", "tôi không thực hiện giao dịch đó",
+                     "sai rồi số đúng là {account}", "tôi không đồng ý", "thôi không cần đâu em",
+                     "*không đâu số tiền là {amount} chứ"],
+    },
+    "hold": {
+        "bot": ["{hon} vui lòng chờ trong giây lát",
+                "em đang kiểm tra thông tin {hon} đợi em một chút nhé", "cảm ơn {hon} đã chờ máy",
+                "*xin {hon} giữ máy để em kiểm tra"],
+        "customer": ["ừ em cứ kiểm tra đi", "được tôi chờ", "*em kiểm tra nhanh giúp tôi nhé"],
+    },
+    "callback": {
+        "bot": ["em sẽ gọi lại cho {hon} lúc {time}",
+                "em đã đặt lịch hẹn gọi lại cho {hon} vào {date}",
+                "*em ghi nhận {hon} muốn được gọi lại vào {time}"],
+        "customer": ["em gọi lại cho tôi lúc {time} được không",
+                     "bây giờ tôi đang bận em gọi lại sau nhé",
+                     "*khoảng {time} hãy gọi cho tôi nhé"],
+    },
+    "goodbye": {
+        "bot": ["cảm ơn {hon} đã sử dụng dịch vụ của ngân hàng sao việt",
+                "chúc {hon} một ngày tốt lành", "{hon} còn cần em hỗ trợ thêm gì không ạ",
+                "nếu cần hỗ trợ {hon} vui lòng gọi tổng đài {hotline}",
+                "*hẹn gặp lại {hon} {given}"],
+        "customer": ["cảm ơn em nhé", "vậy thôi chào em", "không cần gì nữa cảm ơn",
+                     "được rồi cảm ơn em nhiều", "*thế là xong rồi cảm ơn em"],
+    },
+}
+
+ACCENTS = {"north": "vi", "central": "vi-vn-x-central", "south": "vi-vn-x-south"}
+# Number readings a speaker of each accent uses (drawn per sentence).
+ACCENT_STYLES = {"north": ("north", "north", "colloquial"), "central": ("north",),
+                 "south": ("south",)}
+# espeak-ng variants (`espeak-ng --voices=variant`), chosen by name: the whisper, robot and
+# novelty variants are left out. The held-out ones speak only in the test split.
+TRAIN_VARIANTS = ("m1 m2 m3 m4 m5 m6 m8 f1 f2 f3 f4 klatt klatt2 klatt3 adam Alex Andy aunty "
+                  "belinda boris david ed edward Gene iven iven3 john linda max michel norbert "
+                  "paul rob steph steph3 travis victor zac Lee Mario").split()
+HELD_OUT_VARIANTS = "m7 f5 klatt4 Annie benjamin Michael quincy shelby iven2 steph2".split()
+
+
+@dataclass(frozen=True)
+class Prosody:
+    """Inclusive ranges of espeak-ng settings: words per minute (-s), pitch (-p 0-99),
+    amplitude (-a; most variants clip above ~100) and extra gap between words (-g, 10 ms)."""
+
+    speed: tuple
+    pitch: tuple
+    amplitude: tuple
+    word_gap: tuple
+
+
+EMOTIONS = {
+    "calm": Prosody(speed=(140, 165), pitch=(40, 55), amplitude=(60, 80), word_gap=(0, 1)),
+    "happy": Prosody(speed=(160, 185), pitch=(58, 75), amplitude=(70, 90), word_gap=(0, 0)),
+    "sad": Prosody(speed=(120, 140), pitch=(25, 40), amplitude=(40, 60), word_gap=(1, 3)),
+    "angry": Prosody(speed=(170, 190), pitch=(50, 70), amplitude=(90, 110), word_gap=(0, 0)),
+}
+# Emotion weights: a bot stays calm or friendly; complaining customers are mostly angry.
+BOT_EMOTIONS = {"calm": 3, "happy": 2}
+CUSTOMER_EMOTIONS = {"calm": 4, "happy": 2, "sad": 1.5, "angry": 2.5}
+COMPLAINT_EMOTIONS = {"calm": 1, "sad": 1, "angry": 3}
+SNR_DB = (15.0, 30.0)
+NOISES = ("white", "pink")
+WIDEBAND_RATE, TELEPHONE_RATE = 16000, 8000
+UNSEEN_TEMPLATE_SHARE = 0.5  # chance that a test draw uses a "*" template
+MAX_TRIES = 1000
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """Everything that determines one utterance's audio; ``speaker`` is ``<accent>-<variant>``,
+    ``voice`` the espeak-ng voice, ``snr_db``/``noise`` only for the telephone channel."""
+
+    key: str
+    text: str
+    intent: str
+    role: str
+    speaker: str
+    accent: str
+    voice: str
+    emotion: str
+    speed: int
+    pitch: int
+    amplitude: int
+    word_gap: int
+    channel: str
+    snr_db: Optional[float]
+    noise: Optional[str]
+    noise_seed: int
+    unseen_voice: bool
+    unseen_template: bool
+
+
+def _is_held_out(value: str) -> bool:
+    """The fixed train / held-out partition of open slot values (one in five is held out)."""
+    return zlib.crc32(value.encode("utf-8")) % 5 == 0
+
+
+def _open_value(name: str, rng, style: str, held_out: bool) -> str:
+    for _ in range(MAX_TRIES):
+        value = OPEN_SLOTS[name](rng, style)
+        if _is_held_out(value) == held_out:
+            return value
+    raise RuntimeError(f"slot '{name}': no {'held-out' if held_out else 'train'} value drawn")
+
+
+def fill_template(template: str, rng: random.Random, style: str = "north",
+                  held_out: bool = False) -> str:
+    """Fill every ``{slot}`` (``{amount2}`` is a second ``amount``); a repeated slot gets one
+    value. Open slots take train or held-out values, closed ones any value."""
+    values = {}
+    for _, field, _, _ in string.Formatter().parse(template):
+        if field and field not in values:
+            name = field.rstrip("0123456789")
+            values[field] = (rng.choice(CLOSED_SLOTS[name]) if name in CLOSED_SLOTS
+                             else _open_value(name, rng, style, held_out))
+    return template.format(**values)
+
+
+def _new_sentence(rng, split: str, style: str, used: set) -> tuple:
+    """Draw (intent, role, text, unseen_template). Train may repeat its own sentences (short
+    replies recur in calls); a dev or test text must not be in ``used`` (all earlier texts)."""
+    for _ in range(MAX_TRIES):
+        intent = rng.choice(list(TEMPLATES))
+        role = rng.choice(list(TEMPLATES[intent]))
+        unseen = split == "test" and rng.random() < UNSEEN_TEMPLATE_SHARE
+        templates = [t[1:] if unseen else t for t in TEMPLATES[intent][role]
+                     if t.startswith("*") == unseen]
+        text = fill_template(rng.choice(templates), rng, style, held_out=split != "train")
+        if split == "train" or text not in used:
+            used.add(text)
+            return intent, role, text, unseen
+    raise RuntimeError(f"{split}: no new sentence in {MAX_TRIES} draws (held-out values used up)")
+
+
+def _plan_utterance(rng, split: str, index: int, telephone: bool, unseen_voice: bool,
+                    used: set) -> Utterance:
+    accent = rng.choice(list(ACCENTS))
+    variant = rng.choice(HELD_OUT_VARIANTS if unseen_voice else TRAIN_VARIANTS)
+    intent, role, text, unseen_template = _new_sentence(
+        rng, split, rng.choice(ACCENT_STYLES[accent]), used)
+    weights = (BOT_EMOTIONS if role == "bot" else
+               COMPLAINT_EMOTIONS if intent == "complaint" else CUSTOMER_EMOTIONS)
+    emotion = rng.choices(list(weights), list(weights.values()))[0]
+    prosody, speaker = EMOTIONS[emotion], f"{accent}-{variant}"
+    return Utterance(
+        key=f"{speaker}-{split}-{index:05d}", text=text, intent=intent, role=role,
+        speaker=speaker, accent=accent, voice=f"{ACCENTS[accent]}+{variant}", emotion=emotion,
+        speed=rng.randint(*prosody.speed), pitch=rng.randint(*prosody.pitch),
+        amplitude=rng.randint(*prosody.amplitude), word_gap=rng.randint(*prosody.word_gap),
+        channel="telephone" if telephone else "wideband",
+        snr_db=round(rng.uniform(*SNR_DB), 1) if telephone else None,
+        noise=rng.choice(NOISES) if telephone else None, noise_seed=rng.getrandbits(32),
+        unseen_voice=unseen_voice, unseen_template=unseen_template)
+
+
+def plan_corpus(num_train: int, num_dev: int, num_test: int, seed: int = 0,
+                telephone_fraction: float = 0.5, unseen_voice_fraction: float = 0.5) -> dict:
+    """Draw every utterance of the corpus (no audio yet) → {"train"|"dev"|"test": [Utterance]}.
+
+    Dev and test sentences are new (held-out slot values, and in test also unseen templates);
+    ``unseen_voice_fraction`` of test speaks with held-out voices; ``telephone_fraction`` of each
+    split goes through the telephone channel. Each split draws from its own seeded generator.
+    """
+    if min(num_train, num_dev, num_test) < 0:
+        raise ValueError(f"plan_corpus: negative utterance count in {num_train, num_dev, num_test}")
+    if not (0 <= telephone_fraction <= 1 and 0 <= unseen_voice_fraction <= 1):
+        raise ValueError(f"plan_corpus: telephone_fraction={telephone_fraction} and "
+                         f"unseen_voice_fraction={unseen_voice_fraction} must lie in [0, 1]")
+    used, plan = set(), {}
+    for split, n in (("train", num_train), ("dev", num_dev), ("test", num_test)):
+        rng = random.Random(f"{seed}/{split}")
+        telephone = set(rng.sample(range(n), round(n * telephone_fraction)))
+        num_unseen = round(n * unseen_voice_fraction) if split == "test" else 0
+        unseen = set(rng.sample(range(n), num_unseen))
+        plan[split] = [_plan_utterance(rng, split, i, i in telephone, i in unseen, used)
+                       for i in range(n)]
+    return plan
+
+
+def _run(cmd: list, stdin: bytes, key: str) -> bytes:
+    result = subprocess.run(cmd, input=stdin, capture_output=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{key}: {cmd[0]} failed: {result.stderr.decode(errors='replace')}")
+    return result.stdout
+
+
+def _espeak(u: Utterance) -> tuple:
+    """espeak-ng's WAV on stdout → (float32 samples in [-1, 1], rate). Its header's sizes are
+    placeholders (stdout cannot seek back), so the samples are everything after "data"."""
+    cmd = ["espeak-ng", "-v", u.voice, "-s", str(u.speed), "-p", str(u.pitch),
+           "-a", str(u.amplitude), "-g", str(u.word_gap), "--stdout", u.text]
+    wav = _run(cmd, b"", u.key)
+    data = wav.find(b"data", 12) + 8
+    if not wav.startswith(b"RIFF") or data < 12 or len(wav) < data + 2:
+        raise RuntimeError(f"{u.key}: espeak-ng gave no audio for '{u.text}'")
+    samples = np.frombuffer(wav[data:len(wav) - (len(wav) - data) % 2], dtype="<i2")
+    return samples.astype(np.float32) / 32768, int.from_bytes(wav[24:28], "little")
+
+
+def _sox(x: np.ndarray, rate: int, effects: list, key: str) -> np.ndarray:
+    """Run sox effects on float samples (-R -D: repeatable, no dither) → float32 samples."""
+    fmt = ["-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1"]
+    cmd = ["sox", "-R", "-D", *fmt, "-r", str(rate), "-", *fmt, "-", *effects]
+    return np.frombuffer(_run(cmd, x.astype("<f4").tobytes(), key), dtype="<f4")
+
+
+def mulaw_encode(x: np.ndarray) -> np.ndarray:
+    """int16 samples → G.711 mu-law bytes (uint8), bit for bit as sox ``-e mu-law`` writes them
+    (Sun's g711.c on 14-bit input, which sox rounds from 16 bits; bias 33, segment = top bit)."""
+    v = (np.asarray(x, dtype=np.int32) + 2) >> 2
+    magnitude = np.minimum(np.abs(v) + 33, 0x1FFF)
+    segment = np.clip(np.floor(np.log2(magnitude)).astype(np.int32) - 5, 0, 7)
+    mantissa = (magnitude >> (segment + 1)) & 0x0F
+    return (~(((v < 0) << 7) | (segment << 4) | mantissa) & 0xFF).astype(np.uint8)
+
+
+def mulaw_decode(codes: np.ndarray) -> np.ndarray:
+    """G.711 mu-law bytes → int16 samples."""
+    u = ~np.asarray(codes, dtype=np.uint8)
+    exponent, mantissa = (u >> 4) & 0x07, (u & 0x0F).astype(np.int32)
+    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
+    return np.where(u & 0x80, -magnitude, magnitude).astype(np.int16)
+
+
+def _noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    white = rng.standard_normal(n)
+    if kind == "white":
+        return white
+    spectrum = np.fft.rfft(white)  # pink: power falls as 1/f
+    return np.fft.irfft(spectrum / np.sqrt(np.maximum(np.arange(len(spectrum)), 1)), n)
+
+
+def synthesize(u: Utterance) -> tuple:
+    """Render one utterance → (int16 samples, sample rate).
+
+    Wideband: espeak-ng, resampled to 16 kHz. Telephone: band-limited to 300-3400 Hz and
+    resampled to 8 kHz (sox), noise added at ``snr_db`` (relative to the band-limited speech),
+    then a G.711 mu-law round trip; the noise comes from ``noise_seed``, so output is repeatable.
+    """
+    speech, rate = _espeak(u)
+    if u.channel == "wideband":
+        x = _sox(speech, rate, ["rate", str(WIDEBAND_RATE)], u.key)
+        return np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16), WIDEBAND_RATE
+    x = _sox(speech, rate, ["sinc", "300-3400", "rate", str(TELEPHONE_RATE)], u.key)
+    noise = _noise(u.noise, len(x), np.random.default_rng(u.noise_seed))
+    noise *= np.sqrt(np.mean(x**2) / np.mean(noise**2) / 10 ** (u.snr_db / 10))
+    pcm = np.clip(np.round((x + noise) * 32768), -32768, 32767)
+    return mulaw_decode(mulaw_encode(pcm)), TELEPHONE_RATE
+
+
+def _render(job: tuple) -> tuple:
+    """Pool worker: (Utterance, wav path) → (key, duration in seconds); writes 16-bit PCM."""
+    u, path = job
+    samples, rate = synthesize(u)
+    sf.write(path, samples, rate, subtype="PCM_16")
+    return u.key, len(samples) / rate
+
+
+@dataclass
+class SplitSummary:
+    """What :func:`write_corpus` did for one split (``skipped``: it was complete already)."""
+
+    split: str
+    utterances: int
+    telephone: int
+    hours: float
+    seconds: float
+    skipped: bool
+
+
+def _write_lists(folder: Path, items: list, durations: dict) -> None:
+    """Kaldi ``wav.scp``, ``text``, ``utt2spk``, ``utt2dur`` and jsonl ``data.list``, sorted
+    by key; audio paths are absolute."""
+    items = sorted(items, key=lambda u: u.key)
+    wav = {u.key: str((folder / "wav" / f"{u.key}.wav").resolve()) for u in items}
+    rows = [json.dumps({
+        "key": u.key, "wav": wav[u.key], "txt": u.text, "duration": round(durations[u.key], 3),
+        "speaker": u.speaker, "intent": u.intent, "emotion": u.emotion, "channel": u.channel,
+        "role": u.role, "accent": u.accent, "snr_db": u.snr_db, "unseen_voice": u.unseen_voice,
+        "unseen_template": u.unseen_template}, ensure_ascii=False) for u in items]
+    lists = {"wav.scp": [f"{u.key} {wav[u.key]}" for u in items],
+             "text": [f"{u.key} {u.text}" for u in items],
+             "utt2spk": [f"{u.key} {u.speaker}" for u in items],
+             "utt2dur": [f"{u.key} {durations[u.key]:.3f}" for u in items],
+             "data.list": rows}
+    for name, lines in lists.items():
+        (folder / name).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+
+
+def _write_split(split: str, items: list, folder: Path, pool, progress: bool) -> SplitSummary:
+    """Render one split unless its ``.done`` marker holds the digest of this very plan."""
+    start = time.perf_counter()
+    digest = hashlib.sha256(json.dumps([asdict(u) for u in items]).encode()).hexdigest()
+    done, skipped = folder / ".done", False
+    if done.is_file() and done.read_text().strip() == digest:
+        lines = (folder / "utt2dur").read_text(encoding="utf-8").split("\n")
+        durations, skipped = {k: float(d) for k, d in (ln.split() for ln in lines if ln)}, True
+    else:
+        done.unlink(missing_ok=True)
+        (folder / "wav").mkdir(parents=True, exist_ok=True)
+        jobs = [(u, folder / "wav" / f"{u.key}.wav") for u in items]
+        for stale in set((folder / "wav").glob("*.wav")) - {path for _, path in jobs}:
+            stale.unlink()  # left by an earlier, different plan
+        results = pool.map(_render, jobs)
+        durations = dict(tqdm(results, total=len(jobs), desc=split, disable=not progress))
+        _write_lists(folder, items, durations)
+        done.write_text(digest + "\n")
+    return SplitSummary(split, len(items), sum(u.channel == "telephone" for u in items),
+                        sum(durations.values()) / 3600, time.perf_counter() - start, skipped)
+
+
+def write_corpus(out_dir, plan: dict, jobs: int = 2, progress: bool = True) -> list:
+    """Render a :func:`plan_corpus` plan into ``<out_dir>/<split>/`` (``wav/``, Kaldi lists,
+    ``data.list``) with ``jobs`` processes → a :class:`SplitSummary` per split.
+
+    A split whose ``.done`` marker matches its plan is skipped; a changed plan is redone.
+    """
+    for tool in ("espeak-ng", "sox"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"{tool} is required: apt-get install {tool}")
+    out_dir = Path(out_dir).resolve()
+    if any(c.isspace() for c in str(out_dir)):
+        raise ValueError(f"{out_dir}: Kaldi lists cannot hold paths with whitespace")
+    # Threads suffice: the work runs in the espeak-ng and sox child processes, and numpy
+    # releases the GIL; a process pool would only add pickling and start-method trouble.
+    with ThreadPoolExecutor(jobs) as pool:
+        return [_write_split(split, items, out_dir / split, pool, progress)
+                for split, items in plan.items()]

@@ -1,0 +1,195 @@
+"""Synthetic call-center corpus: Vietnamese readings, the plan's held-out guarantees, the mu-law
+codec against sox, and a tiny corpus rendered end to end (audio, Kaldi lists, data.list)."""
+import json
+import random
+import subprocess
+from collections import Counter
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from chunkformer.bin.synthesize_corpus import main
+from chunkformer.data.inputs import read_inputs
+from chunkformer.data.synthetic import (
+    HELD_OUT_VARIANTS, TEMPLATES, TRAIN_VARIANTS, date_to_words, digits_to_words, fill_template,
+    money_to_words, mulaw_decode, mulaw_encode, number_to_words, plan_corpus, time_to_words,
+    write_corpus)
+from chunkformer.data.text import normalize_text
+
+TINY = dict(num_train=6, num_dev=2, num_test=4, seed=0)
+
+
+@pytest.mark.parametrize("n, words", [
+    (0, "không"), (5, "năm"), (10, "mười"), (11, "mười một"), (14, "mười bốn"),
+    (15, "mười lăm"), (20, "hai mươi"), (21, "hai mươi mốt"), (24, "hai mươi bốn"),
+    (25, "hai mươi lăm"), (101, "một trăm linh một"), (105, "một trăm linh năm"),
+    (110, "một trăm mười"), (115, "một trăm mười lăm"), (1000, "một nghìn"),
+    (1005, "một nghìn không trăm linh năm"), (2025, "hai nghìn không trăm hai mươi lăm"),
+    (1500000, "một triệu năm trăm nghìn"), (1005000, "một triệu không trăm linh năm nghìn"),
+    (2000500000, "hai tỷ năm trăm nghìn"), (10**12, "một nghìn tỷ"),
+])
+def test_number_to_words(n, words):
+    assert number_to_words(n) == words
+
+
+@pytest.mark.parametrize("n, style, words", [
+    (105, "south", "một trăm lẻ năm"), (3000, "south", "ba ngàn"),
+    (25, "colloquial", "hai mươi nhăm"), (24, "colloquial", "hai mươi tư"),
+    (15, "colloquial", "mười lăm"), (14, "colloquial", "mười bốn"),
+])
+def test_number_styles(n, style, words):
+    assert number_to_words(n, style) == words
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "7"])
+def test_number_errors(bad):
+    with pytest.raises(ValueError, match="number_to_words"):
+        number_to_words(bad)
+    with pytest.raises(ValueError, match="unknown style"):
+        number_to_words(1, "west")
+
+
+def test_readings():
+    assert money_to_words(2500000) == "hai triệu năm trăm nghìn đồng"
+    assert date_to_words(15, 3, 2025) == (
+        "ngày mười lăm tháng ba năm hai nghìn không trăm hai mươi lăm")
+    assert date_to_words(5, 4, mung=True) == "mùng năm tháng tư"
+    assert time_to_words(14, 30) == "mười bốn giờ ba mươi phút"
+    assert time_to_words(14, 30, twelve_hour=True) == "hai giờ rưỡi chiều"
+    assert time_to_words(9, 5, twelve_hour=True) == "chín giờ năm phút sáng"
+    assert digits_to_words("0912") == "không chín một hai"
+    with pytest.raises(ValueError):
+        digits_to_words("09-12")
+
+
+def test_templates_fill_as_transcripts():
+    rng = random.Random(0)
+    for intent, roles in TEMPLATES.items():
+        for role, templates in roles.items():
+            assert any(t.startswith("*") for t in templates), (intent, role)
+            assert any(not t.startswith("*") for t in templates), (intent, role)
+            for t in templates:
+                for held_out in (False, True):
+                    text = fill_template(t.lstrip("*"), rng, "south", held_out)
+                    assert normalize_text(text) == text, text
+                    assert all(c.isalpha() or c == " " for c in text), text
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return plan_corpus(1200, 100, 200, seed=0)
+
+
+def test_plan_is_deterministic(plan):
+    assert plan_corpus(1200, 100, 200, seed=0) == plan
+    assert plan_corpus(1200, 100, 200, seed=1)["train"] != plan["train"]
+
+
+def test_plan_held_out(plan):
+    train, dev, test = (plan[s] for s in ("train", "dev", "test"))
+    train_texts = {u.text for u in train}
+    assert len(train_texts) >= 500  # several hundred distinct sentences
+    assert not train_texts & {u.text for u in dev + test}
+    assert len({u.text for u in dev + test}) == len(dev + test)
+    assert {u.intent for u in train} == set(TEMPLATES)
+    train_chars, train_words = set("".join(train_texts)), Counter(" ".join(train_texts).split())
+    test_words = " ".join(u.text for u in test).split()
+    assert set("".join(test_words)) <= train_chars
+    assert sum(w not in train_words for w in test_words) < 0.1 * len(test_words)
+    variant = lambda u: u.speaker.split("-", 1)[1]  # noqa: E731
+    assert {variant(u) for u in train + dev} <= set(TRAIN_VARIANTS)
+    assert {variant(u) for u in test if u.unseen_voice} <= set(HELD_OUT_VARIANTS)
+    assert not set(TRAIN_VARIANTS) & set(HELD_OUT_VARIANTS)
+    assert sum(u.unseen_voice for u in test) == 100
+    assert 0 < sum(u.unseen_template for u in test) < 200
+    assert not any(u.unseen_template or u.unseen_voice for u in train + dev)
+    assert [sum(u.channel == "telephone" for u in plan[s]) for s in plan] == [600, 50, 100]
+    assert {u.emotion for u in train} == {"calm", "happy", "sad", "angry"}
+
+
+def test_mulaw_matches_sox(tmp_path):
+    x = np.arange(-32768, 32768, dtype=np.int16)
+    raw = ["-t", "raw", "-r", "8000", "-c", "1"]
+    cmd = ["sox", "-D", *raw, "-e", "signed", "-b", "16", "-",  # -D: no dither
+           *raw, "-e", "mu-law", "-b", "8", "-"]
+    codes = np.frombuffer(subprocess.run(cmd, input=x.tobytes(), capture_output=True,
+                                         check=True).stdout, dtype=np.uint8)
+    np.testing.assert_array_equal(mulaw_encode(x), codes)
+    wav = tmp_path / "mulaw.wav"
+    subprocess.run(["sox", *raw, "-e", "mu-law", "-b", "8", "-", str(wav)],
+                   input=codes.tobytes(), check=True)
+    np.testing.assert_array_equal(mulaw_decode(codes), sf.read(wav, dtype="int16")[0])
+
+
+def _lists(folder):
+    return {name: (folder / name).read_text(encoding="utf-8").splitlines()
+            for name in ("wav.scp", "text", "utt2spk", "utt2dur", "data.list")}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A 6/2/4 corpus rendered with two jobs → (folder, plan)."""
+    folder = tmp_path_factory.mktemp("synth")
+    tiny_plan = plan_corpus(**TINY)
+    write_corpus(folder, tiny_plan, jobs=2, progress=False)
+    return folder, tiny_plan
+
+
+def test_tiny_corpus_files(tiny):
+    folder, tiny_plan = tiny
+    for split, items in tiny_plan.items():
+        lists = _lists(folder / split)
+        keys = sorted(u.key for u in items)
+        for name, lines in lists.items():
+            if name != "data.list":
+                assert [line.split(" ", 1)[0] for line in lines] == keys, name
+        rows = [json.loads(line) for line in lists["data.list"]]
+        assert [r["key"] for r in rows] == keys
+        by_key = {u.key: u for u in items}
+        text = dict(line.split(" ", 1) for line in lists["text"])
+        durations = dict(line.split() for line in lists["utt2dur"])
+        for row in rows:
+            u = by_key[row["key"]]
+            assert (row["txt"], row["speaker"], row["intent"], row["emotion"], row["role"]) == (
+                u.text, u.speaker, u.intent, u.emotion, u.role) and text[u.key] == u.text
+            assert row["channel"] == u.channel and row["unseen_voice"] == u.unseen_voice
+            samples, rate = sf.read(row["wav"], dtype="int16")
+            assert rate == (8000 if u.channel == "telephone" else 16000)
+            assert len(samples) / rate == pytest.approx(float(durations[u.key]), abs=1e-3)
+            assert 0.5 < row["duration"] < 20
+            assert np.sqrt(np.mean(samples.astype(np.float64) ** 2)) > 300  # not silent
+        assert [i.key for i in read_inputs(folder / split / "data.list")] == keys
+        assert [i.text for i in read_inputs(folder / split)] == [text[k] for k in keys]
+    assert any(r["unseen_voice"] for r in map(json.loads, _lists(folder / "test")["data.list"]))
+
+
+def test_tiny_corpus_is_repeatable_and_resumable(tiny, tmp_path):
+    folder, tiny_plan = tiny
+    again = write_corpus(tmp_path, tiny_plan, jobs=1, progress=False)
+    assert not any(s.skipped for s in again)
+    for split, items in tiny_plan.items():
+        assert _lists(tmp_path / split)["text"] == _lists(folder / split)["text"]
+        for u in items:
+            a, b = (sf.read(f / split / "wav" / f"{u.key}.wav", dtype="int16")[0]
+                    for f in (folder, tmp_path))
+            np.testing.assert_array_equal(a, b)
+    wav = tmp_path / "train" / "wav" / f"{tiny_plan['train'][0].key}.wav"
+    mtime = wav.stat().st_mtime_ns
+    assert all(s.skipped for s in write_corpus(tmp_path, tiny_plan, progress=False))
+    assert wav.stat().st_mtime_ns == mtime
+    changed = plan_corpus(**{**TINY, "num_test": 3})
+    summaries = write_corpus(tmp_path, changed, progress=False)
+    assert [s.skipped for s in summaries] == [True, True, False]
+    assert len(list((tmp_path / "test" / "wav").glob("*.wav"))) == 3
+
+
+def test_cli(tmp_path, capsys):
+    args = ["--out_dir", tmp_path, "--num_train", 3, "--num_dev", 1, "--num_test", 2,
+            "--no_progress"]
+    assert main([str(a) for a in args]) == 0
+    out = capsys.readouterr().out
+    assert "train: 3 utterances" in out and "total:" in out
+    assert (tmp_path / "test" / ".done").is_file()
+    with pytest.raises(SystemExit, match="telephone_fraction=2.0"):
+        main([str(a) for a in args + ["--telephone_fraction", 2]])
