@@ -15,6 +15,7 @@ from torch import nn
 from chunkformer import pretrained
 from chunkformer.data.audio import ensure_long_enough, load_audio
 from chunkformer.data.features import compute_fbank
+from chunkformer.heads.attention_decoder import attention_loss
 
 
 class ChunkFormerModel(nn.Module):
@@ -28,6 +29,10 @@ class ChunkFormerModel(nn.Module):
         self.config = config or {}
         self.cmvn_stats = cmvn_stats
         self.sos, self.eos = pretrained.special_ids(self.config, ctc.ctc_lo.out_features)
+        loss_conf = self.config.get("model_conf") or {}
+        self.ctc_weight = float(loss_conf.get("ctc_weight", 0.3)) if decoder is not None else 1.0
+        self.lsm_weight = float(loss_conf.get("lsm_weight", 0.1))
+        self.reverse_weight = float(loss_conf.get("reverse_weight", 0.0))
         self.load_report = None
 
     @classmethod
@@ -54,6 +59,31 @@ class ChunkFormerModel(nn.Module):
         left/right context (subsampled frames). Batch-invariant: padding never changes a result.
         """
         return self.encoder(xs, xs_lens, chunk_size, left_context_size, right_context_size)
+
+    def forward(self, feats, feats_lens, targets, target_lens, chunk_size: Optional[int] = 0,
+                left_context_size: int = 0, right_context_size: int = 0) -> dict:
+        """Training loss on a padded batch, encoded as a masked batch with the given context.
+
+        Args:
+            feats (B, T, 80), feats_lens (B,); targets (B, U) padded ids, target_lens (B,).
+        Returns:
+            {"loss", "loss_ctc", "loss_att" (None without decoder): batch means of
+            per-utterance losses in nats per token; "weight": B}. The hybrid loss is
+            ``ctc_weight · ctc + (1 - ctc_weight) · att`` per utterance, then averaged, so the
+            batch loss equals the mean of the utterances' losses alone and does not depend on
+            batch size or padding.
+        """
+        enc, enc_lens = self.encoder(feats, feats_lens, chunk_size, left_context_size,
+                                     right_context_size)
+        loss_ctc = self.ctc.loss(enc, enc_lens, targets, target_lens)
+        loss, loss_att = loss_ctc, None
+        if self.decoder is not None and self.ctc_weight < 1.0:
+            loss_att = attention_loss(self.decoder, enc, enc_lens, targets, target_lens,
+                                      self.sos, self.eos, self.lsm_weight, self.reverse_weight)
+            loss = self.ctc_weight * loss_ctc + (1.0 - self.ctc_weight) * loss_att
+        return {"loss": loss.mean(), "loss_ctc": loss_ctc.mean().detach(),
+                "loss_att": None if loss_att is None else loss_att.mean().detach(),
+                "weight": feats.size(0)}
 
     def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
         """(…, T', D) encoder output → (…, T', V) CTC log-probabilities."""

@@ -16,6 +16,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from chunkformer.heads.attention_decoder import reverse_padded, teacher_forcing
+
 NEG_INF = float("-inf")
 
 
@@ -222,19 +224,12 @@ def _hypothesis(b: _Beam) -> Hypothesis:
     return Hypothesis(b.node.ids(), b.total(), tuple(reversed(times)))
 
 
-def _teacher_forcing(hyps: Sequence[Sequence[int]], sos: int, eos: int,
-                     device: torch.device) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """→ ys_in (N, U+1) = sos + ids, targets (N, U+1) = ids + eos (padded with eos),
-    lens (N,) = len(ids) + 1."""
-    n, u = len(hyps), max(len(h) for h in hyps)
-    ys_in = torch.full((n, u + 1), eos, dtype=torch.long)
-    targets = torch.full((n, u + 1), eos, dtype=torch.long)
-    ys_in[:, 0] = sos
+def _padded(hyps: Sequence[Sequence[int]], device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Id lists → (N, max U) padded with 0 and lengths (N,)."""
+    ys = torch.zeros(len(hyps), max(1, max(len(h) for h in hyps)), dtype=torch.long)
     for i, h in enumerate(hyps):
-        ys_in[i, 1:len(h) + 1] = torch.tensor(h, dtype=torch.long)
-        targets[i, :len(h)] = torch.tensor(h, dtype=torch.long)
-    lens = torch.tensor([len(h) + 1 for h in hyps])
-    return ys_in.to(device), targets.to(device), lens.to(device)
+        ys[i, :len(h)] = torch.tensor(h, dtype=torch.long)
+    return ys.to(device), torch.tensor([len(h) for h in hyps], device=device)
 
 
 def _sequence_scores(logits: torch.Tensor, targets: torch.Tensor,
@@ -266,9 +261,10 @@ def attention_rescoring(decoder: torch.nn.Module, memory: torch.Tensor,
     """
     if not hyps:
         raise ValueError("attention_rescoring needs at least one hypothesis")
-    ids = [list(h.ids) for h in hyps]
-    ys_in, targets, lens = _teacher_forcing(ids, sos, eos, memory.device)
-    r_ys_in, r_targets, _ = _teacher_forcing([i[::-1] for i in ids], sos, eos, memory.device)
+    ys, ys_lens = _padded([h.ids for h in hyps], memory.device)
+    ys_in, targets, lens = teacher_forcing(ys, ys_lens, sos, eos)
+    r_ys_in, r_targets, _ = teacher_forcing(reverse_padded(ys, ys_lens), ys_lens, sos,
+                                                    eos)
     n = len(hyps)
     mem = memory.unsqueeze(0).expand(n, -1, -1)  # (N, T, D)
     mem_lens = torch.full((n,), memory.size(0), dtype=torch.long, device=memory.device)

@@ -206,3 +206,58 @@ def build_decoder(kind: str, vocab_size: int, encoder_output_size: int,
     if kind not in DECODERS:
         raise ValueError(f"unknown decoder {kind!r}; expected one of {sorted(DECODERS)}")
     return DECODERS[kind](vocab_size, encoder_output_size, **decoder_conf)
+
+
+def attention_loss(decoder: nn.Module, memory: torch.Tensor, memory_lens: torch.Tensor,
+                   ys: torch.Tensor, ys_lens: torch.Tensor, sos: int, eos: int,
+                   lsm_weight: float = 0.1, reverse_weight: float = 0.0) -> torch.Tensor:
+    """Per-utterance label-smoothed cross-entropy of the teacher-forced decoder, (B,).
+
+    Targets are ``ids + eos`` after input ``sos + ids`` (reversed ids for the right-to-left
+    decoder, weighted by ``reverse_weight``). Each utterance's loss is averaged over its U + 1
+    target positions, like the CTC loss, so hybrid weights mean what they say.
+    """
+    ys_in, targets, lens = teacher_forcing(ys, ys_lens, sos, eos)
+    r_ys_in, r_targets, _ = teacher_forcing(reverse_padded(ys, ys_lens), ys_lens, sos,
+                                                    eos)
+    logits, r_logits = decoder(memory, memory_lens, ys_in, lens, r_ys_in, reverse_weight)
+    loss = _smoothed_ce(logits, targets, lens, lsm_weight)
+    if r_logits is not None:
+        loss = (1.0 - reverse_weight) * loss + reverse_weight * _smoothed_ce(
+            r_logits, r_targets, lens, lsm_weight)
+    return loss
+
+
+def teacher_forcing(ys, ys_lens, sos: int, eos: int):
+    """(B, U) padded ids → ys_in (B, U+1) = sos + ids, targets (B, U+1) = ids + eos (padding
+    eos), lens (B,) = U_i + 1."""
+    b, u = ys.shape
+    pos = torch.arange(u + 1, device=ys.device)
+    valid = pos[:u] < ys_lens.unsqueeze(1)
+    ids = torch.where(valid, ys, torch.full_like(ys, eos))
+    ys_in = torch.cat([torch.full((b, 1), sos, dtype=ys.dtype, device=ys.device), ids], 1)
+    targets = torch.cat([ids, torch.full((b, 1), eos, dtype=ys.dtype, device=ys.device)], 1)
+    return ys_in, targets, ys_lens + 1
+
+
+def reverse_padded(ys, ys_lens):
+    """Reverse each row's first ys_lens[i] ids; padding stays at the end."""
+    u = ys.size(1)
+    pos = torch.arange(u, device=ys.device)
+    index = (ys_lens.unsqueeze(1) - 1 - pos).clamp(min=0)
+    rev = ys.gather(1, index)
+    return torch.where(pos < ys_lens.unsqueeze(1), rev, ys)
+
+
+def _smoothed_ce(logits, targets, lens, lsm_weight: float) -> torch.Tensor:
+    """Label smoothing as KL to (1 - ε) one-hot + ε / (V - 1) elsewhere (WeNet convention),
+    averaged over each row's ``lens`` positions → (B,)."""
+    logp = logits.float().log_softmax(-1)  # (B, U, V)
+    v = logp.size(-1)
+    conf, other = 1.0 - lsm_weight, lsm_weight / (v - 1)
+    target_lp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    ce = -(conf - other) * target_lp - other * logp.sum(-1)
+    if lsm_weight > 0:  # subtract the entropy of the smoothed target: a KL, 0 when perfect
+        ce += conf * math.log(conf) + (v - 1) * other * math.log(other)
+    valid = torch.arange(targets.size(1), device=lens.device) < lens.unsqueeze(1)
+    return (ce * valid).sum(-1) / lens.to(ce.dtype)

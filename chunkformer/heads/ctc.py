@@ -22,3 +22,17 @@ class CTCHead(nn.Module):
         w = self.ctc_lo.weight
         return torch.cat([self.ctc_lo(x[i:i + frames_per_slice].to(w.dtype)).argmax(-1)
                           for i in range(0, max(len(x), 1), frames_per_slice)])
+
+    def loss(self, x: torch.Tensor, x_lens: torch.Tensor, ys: torch.Tensor,
+             ys_lens: torch.Tensor) -> torch.Tensor:
+        """Per-utterance CTC loss in nats per target token, (B,).
+
+        x (B, T', D) with x_lens (B,); ys (B, U) padded target ids with ys_lens (B,). Dividing
+        each utterance's negative log-likelihood by its number of tokens keeps the value
+        independent of batch size and transcript length (≈ 0.1–1 for a trained model, ≈ log V
+        at random init); infeasible alignments (transcript too long) count as 0, not inf.
+        """
+        log_probs = self.log_probs(x).transpose(0, 1)  # (T', B, V)
+        nll = nn.functional.ctc_loss(log_probs, ys, x_lens, ys_lens, blank=self.blank_id,
+                                     reduction="none", zero_infinity=True)
+        return nll / ys_lens.clamp(min=1).to(nll.dtype)
