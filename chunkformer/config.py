@@ -6,6 +6,7 @@ reported, never silently dropped, and values our model cannot honour are refused
 named. The pre-pip schema's type names are mapped to the current ones.
 """
 import copy
+import inspect
 from typing import Dict, List, Tuple
 
 import yaml
@@ -95,3 +96,49 @@ def encoder_kwargs(cfg: dict) -> Tuple[Dict, List[str]]:
         elif key not in TRAINING_KEYS:
             unused.append(f"encoder_conf.{key}")
     return kwargs, unused
+
+
+EXPERIMENT_SECTIONS = ("model", "tokenizer", "data", "optim", "train")
+
+
+def apply_overrides(cfg: dict, overrides) -> dict:
+    """``section.key=value`` strings (value parsed as YAML) → a new config. The sections on
+    the path must exist; the key itself is checked where the section is used
+    (:func:`check_keys`), so a misspelt override is an error, never ignored."""
+    cfg = copy.deepcopy(cfg)
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected section.key=value")
+        path, value = item.split("=", 1)
+        keys = path.split(".")
+        node = cfg
+        for k in keys[:-1]:
+            if not isinstance(node.get(k), dict):
+                raise ConfigError(f"override {item!r}: no section {k!r}")
+            node = node[k]
+        node[keys[-1]] = yaml.safe_load(value)
+    return cfg
+
+
+def load_experiment(path, overrides=()) -> dict:
+    """An experiment YAML (sections model, tokenizer, data, optim, train) with overrides."""
+    cfg = load_yaml(path)
+    unknown = set(cfg) - set(EXPERIMENT_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)} "
+                          f"(expected {', '.join(EXPERIMENT_SECTIONS)})")
+    for section in EXPERIMENT_SECTIONS:
+        cfg.setdefault(section, {})
+    return apply_overrides(cfg, overrides)
+
+
+def check_keys(section: str, conf: dict, fn) -> dict:
+    """Refuse keys of ``conf`` that ``fn`` does not take as keywords (naming them)."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return conf
+    unknown = sorted(set(conf) - set(params))
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {section}: {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(k for k in params if k != 'self'))})")
+    return conf

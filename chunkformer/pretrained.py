@@ -149,8 +149,10 @@ def load_folder(model_dir, ignore: Iterable[str] = (), map_location="cpu"):
     return parts, report
 
 
-def save_folder(model, out_dir):
+def save_folder(model, out_dir, weights: bool = True):
     """Write ``model`` in the released layout; ``load_folder`` reads it back bit-exactly.
+    ``weights=False`` writes only config, vocabulary and CMVN (a template that checkpoint
+    averaging fills in).
 
     Files are written to a temporary folder that replaces ``out_dir`` at the end, so an
     interrupted save never leaves a half-written model folder behind.
@@ -174,8 +176,9 @@ def save_folder(model, out_dir):
             write_cmvn(tmp / "global_cmvn", mean.tolist(), (var + mean * mean).tolist(), 1)
     with open(tmp / "config.yaml", "w", encoding="utf-8") as f:
         yaml.safe_dump(cfg, f, allow_unicode=True, sort_keys=False)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save(state, tmp / WEIGHT_FILES[0])
+    if weights:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        torch.save(state, tmp / WEIGHT_FILES[0])
     if model.vocab is not None:
         model.vocab.save(tmp / "vocab.txt")
     if out.exists():

@@ -1,0 +1,53 @@
+"""Average the weights of the last (or best) N checkpoints into a released-layout model folder.
+
+    python -m chunkformer.bin.average_model --exp_dir exp/small --num 5 --mode best \
+        --out exp/small/final
+
+``best`` ranks checkpoints by dev loss (validation history); ``last`` takes the newest. The
+output loads with ``ChunkFormerModel.from_pretrained`` and ``recognize --model_dir``.
+"""
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from chunkformer.model import ChunkFormerModel
+from chunkformer.pretrained import WEIGHT_FILES
+from chunkformer.training.checkpoint import CheckpointDir, average_state_dicts
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--exp_dir", required=True)
+    p.add_argument("--num", type=int, default=5)
+    p.add_argument("--mode", choices=("last", "best"), default="best")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    exp = Path(args.exp_dir)
+    ckpt = CheckpointDir(exp)
+    steps = ckpt.best(args.num) if args.mode == "best" else ckpt.steps()[-args.num:]
+    if args.mode == "best" and not steps:
+        logging.warning("no validation history: averaging the last %d instead", args.num)
+        steps = ckpt.steps()[-args.num:]
+    if not steps:
+        sys.exit(f"error: {ckpt.dir} has no checkpoints")
+    template = exp / "model_template"
+    if not (template / "config.yaml").is_file():
+        sys.exit(f"error: {template} missing (written by chunkformer.bin.train)")
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(template, tmp)
+    torch.save(average_state_dicts([ckpt.path(s) for s in steps]), tmp / WEIGHT_FILES[0])
+    ChunkFormerModel.from_pretrained(tmp)  # strict check before it replaces anything
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    print(f"averaged {len(steps)} checkpoints (steps {', '.join(map(str, steps))}) → {out}")
+
+
+if __name__ == "__main__":
+    main()

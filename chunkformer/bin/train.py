@@ -1,0 +1,110 @@
+"""Train or fine-tune a ChunkFormer model (one process, or one per device under torchrun).
+
+    python -m chunkformer.bin.train --config conf/train_small.yaml --exp_dir exp/small \
+        --override train.max_steps=2000
+    torchrun --nproc_per_node=2 -m chunkformer.bin.train --config ... --exp_dir ...
+
+The config's sections: ``model`` (released config schema, written as the model folder's
+config.yaml), ``tokenizer``, ``data``, ``optim``, ``train``. ``train.init_from: <model folder>``
+starts from released (or averaged) weights with a fresh optimizer and schedule; ``--resume``
+continues this experiment from its latest checkpoint exactly. An experiment folder that already
+has checkpoints is never restarted silently: pass ``--resume`` or use a new folder.
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from chunkformer.config import ConfigError, check_keys, load_experiment
+from chunkformer.data.loader import build_data
+from chunkformer.data.manifest import read_manifest
+from chunkformer.data.tokenizer import load_tokenizer
+from chunkformer.encoder.cmvn import GlobalCMVN, read_cmvn
+from chunkformer.model import ChunkFormerModel
+from chunkformer.pretrained import build_modules, save_folder
+from chunkformer.training.distributed import init_distributed
+from chunkformer.training.optim import freeze, trainable_summary
+from chunkformer.training.trainer import Trainer
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--exp_dir", required=True)
+    p.add_argument("--override", nargs="*", default=[], help="section.key=value ...")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    return p
+
+
+def build_model(cfg: dict, tokenizer):
+    """A fresh model from the ``model`` section, or released weights (``train.init_from``)."""
+    init_from = cfg["train"].pop("init_from", None)
+    if init_from:
+        model = ChunkFormerModel.from_pretrained(init_from)
+        logging.info("initialised from %s (all %d tensors loaded)\n%s", init_from,
+                     len(model.state_dict()), model.load_report)
+        return model
+    model_cfg = dict(cfg["model"], output_dim=len(tokenizer.vocab))
+    cmvn, stats = None, None
+    cmvn_file = cfg["data"].get("cmvn")
+    if cmvn_file:
+        cmvn = GlobalCMVN(*read_cmvn(cmvn_file))
+        stats = Path(cmvn_file).read_bytes()
+    encoder, ctc, decoder, unused = build_modules(model_cfg, "decoder" in model_cfg, cmvn)
+    if unused:
+        raise ConfigError(f"model section: keys not used by the model: {', '.join(unused)}")
+    return ChunkFormerModel(encoder, ctc, decoder, tokenizer.vocab, model_cfg, stats)
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    env = init_distributed(args.device)
+    logging.basicConfig(level=logging.INFO if env.is_main else logging.WARNING,
+                        format=f"%(asctime)s [rank {env.rank}] %(levelname)s %(message)s")
+    exp = Path(args.exp_dir)
+    try:
+        cfg = load_experiment(args.config, args.override)
+        if (exp / "checkpoints" / "latest").exists() and not args.resume:
+            raise ConfigError(f"{exp} already has checkpoints: pass --resume to continue it, "
+                              "or choose a new --exp_dir (use train.init_from to start from "
+                              "trained weights)")
+        seed = int(cfg["train"].get("seed", 0))
+        torch.manual_seed(seed)
+        data_conf = dict(cfg["data"])
+        tokenizer = load_tokenizer(**cfg["tokenizer"])
+        model = build_model(cfg, tokenizer).to(env.device)
+        frozen = freeze(model, cfg["train"].pop("freeze", []))
+        paths = {k: data_conf.pop(k, None) for k in ("train", "dev", "audio_root", "cmvn")}
+        train_rows = read_manifest(paths["train"], paths["audio_root"])
+        dev_rows = read_manifest(paths["dev"], paths["audio_root"]) if paths["dev"] else None
+        train_data = build_data(train_rows, tokenizer, data_conf, seed, env.rank,
+                                env.world_size, train=True)
+        dev_data = build_data(dev_rows, tokenizer, data_conf, seed, env.rank, env.world_size,
+                              train=False) if dev_rows else None
+        train_conf = check_keys("train", {**cfg["train"], "optim": cfg["optim"]}, Trainer)
+        exp.mkdir(parents=True, exist_ok=True)
+        trainer = Trainer(model, tokenizer, train_data, dev_data, exp, env, **train_conf)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    if env.is_main:
+        with open(exp / "config.yaml", "w", encoding="utf-8") as f:
+            yaml.safe_dump(cfg, f, allow_unicode=True, sort_keys=False)
+        save_folder(model, exp / "model_template", weights=False)  # for averaging
+        for line in trainable_summary(model):
+            logging.info("%s", line)
+        if frozen:
+            logging.info("frozen: %d tensors (%s …)", len(frozen), frozen[0])
+    if args.resume and not trainer.resume():
+        logging.info("--resume: no checkpoint in %s yet, starting fresh", exp)
+    metrics = trainer.fit()
+    if env.is_main:
+        print(f"done: step {trainer.step}, dev {metrics}; checkpoints in {trainer.ckpt.dir}, "
+              f"tensorboard: {exp / 'tensorboard'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Optimizer and learning-rate schedule.
+
+Parameter groups: frozen parameters (by name prefix) are left out entirely; biases, norms and
+the relative-position biases get no weight decay; with ``layer_decay`` < 1 encoder block i of N
+gets ``lr · layer_decay^(N - i)`` (the front end ``layer_decay^(N + 1)``, heads the full rate),
+so fine-tuning moves the lower layers less. The schedule is per optimizer step: linear warm-up to
+the peak, then cosine decay to ``min_lr_ratio · peak`` at ``max_steps`` (never rising again),
+or Noam (inverse square root after warm-up).
+"""
+import math
+from typing import Dict, List, Sequence
+
+import torch
+
+NO_DECAY = ("bias", "norm", "pos_bias_u", "pos_bias_v", "global_cmvn")
+
+
+def freeze(model: torch.nn.Module, prefixes: Sequence[str]) -> List[str]:
+    """Set requires_grad=False on parameters whose name starts with a prefix; returns them.
+    A prefix that matches no parameter is an error (a freeze flag must freeze something)."""
+    frozen = []
+    for prefix in prefixes:
+        hits = [n for n, p in model.named_parameters() if n.startswith(prefix)]
+        if not hits:
+            raise ValueError(f"freeze prefix {prefix!r} matches no parameter")
+        frozen += hits
+    for name, p in model.named_parameters():
+        if name in frozen:
+            p.requires_grad_(False)
+    return frozen
+
+
+def _layer_id(name: str, num_blocks: int) -> int:
+    """0 = front end, i + 1 = encoder block i, num_blocks + 1 = everything above."""
+    if name.startswith("encoder.encoders."):
+        return int(name.split(".")[2]) + 1
+    if name.startswith(("encoder.embed", "encoder.global_cmvn")):
+        return 0
+    return num_blocks + 1
+
+
+def param_groups(model, lr: float, weight_decay: float, layer_decay: float = 1.0) -> List[Dict]:
+    num_blocks = len(model.encoder.encoders)
+    groups: Dict[tuple, Dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        layer = _layer_id(name, num_blocks)
+        decay = 0.0 if any(k in name for k in NO_DECAY) else weight_decay
+        scale = layer_decay ** (num_blocks + 1 - layer)
+        group = groups.setdefault((layer, decay), {"params": [], "names": [], "lr": lr * scale,
+                                                   "lr_scale": scale, "weight_decay": decay})
+        group["params"].append(p)
+        group["names"].append(name)
+    return list(groups.values())
+
+
+def build_optimizer(model, lr: float = 1e-3, weight_decay: float = 0.01,
+                    betas=(0.9, 0.98), eps: float = 1e-8, layer_decay: float = 1.0):
+    groups = param_groups(model, lr, weight_decay, layer_decay)
+    if not groups:
+        raise ValueError("no trainable parameters (everything is frozen)")
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps)
+
+
+def lr_factor(step: int, warmup_steps: int, max_steps: int, kind: str = "cosine",
+              min_lr_ratio: float = 0.0) -> float:
+    """Multiplier of the peak rate for optimizer step ``step`` (0-based)."""
+    if kind == "noam":
+        s = step + 1
+        return min(s / max(1, warmup_steps), math.sqrt(max(1, warmup_steps) / s))
+    if kind != "cosine":
+        raise ValueError(f"unknown scheduler {kind!r} (cosine or noam)")
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, max_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_scheduler(optimizer, warmup_steps: int, max_steps: int, kind: str = "cosine",
+                    min_lr_ratio: float = 0.0):
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, warmup_steps, max_steps, kind, min_lr_ratio))
+
+
+def trainable_summary(model) -> List[str]:
+    """Lines 'group: trainable / total' per top-level module (printed at start)."""
+    counts: Dict[str, List[int]] = {}
+    for name, p in model.named_parameters():
+        key = ".".join(name.split(".")[:2]) if name.startswith("encoder.") else name.split(".")[0]
+        c = counts.setdefault(key, [0, 0])
+        c[1] += p.numel()
+        c[0] += p.numel() if p.requires_grad else 0
+    return [f"{k}: {t:,} / {n:,} trainable" for k, (t, n) in counts.items()]

@@ -1,0 +1,243 @@
+"""The one training loop (ASR today; SSL and task heads plug in through ``model.forward``).
+
+Per optimizer step: for each of ``accum_steps`` micro-batches, an autocast forward in the
+context (C, L, R) drawn for this step, the loss divided by the accumulation count, backward with
+DDP gradient sync only on the last micro-batch. Then unscale, clip (the norm is logged), skip
+the step when the norm is not finite (counted; ``nan_limit`` skips in a row stop the run with a
+checkpoint), optimizer step, scheduler step. Validation decodes the dev set with the same
+function as ``recognize`` and the API. Checkpoints are atomic and hold every piece of state, so
+a run killed at any moment resumes exactly.
+"""
+import json
+import logging
+import math
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from chunkformer.data.text import normalize_text
+from chunkformer.decoding.batch import decode_features
+from chunkformer.decoding.metrics import error_counts
+from chunkformer.training.checkpoint import CheckpointDir, rng_state, set_rng_state
+from chunkformer.training.distributed import DistEnv, all_reduce_sum
+from chunkformer.training.optim import build_optimizer, build_scheduler
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class NonFiniteLoss(RuntimeError):
+    """Too many non-finite gradient norms in a row."""
+
+
+class Trainer:
+    """Args (the YAML ``train:`` and ``optim:`` sections, as keywords):
+        max_steps: optimizer steps of the whole run (the schedule spans them).
+        accum_steps, grad_clip, amp ("none" | "bf16" | "fp16"), seed.
+        chunk_sizes, left_context_sizes, right_context_sizes: each step draws C, L, R from
+            these lists (C ≤ 0: full context).
+        val_context: (C, L, R) used to decode the dev set; log_every, val_every, save_every:
+            in optimizer steps; keep_last / keep_best checkpoints; nan_limit.
+        optim: lr, weight_decay, betas, eps, layer_decay, warmup_steps, scheduler, min_lr_ratio.
+    """
+
+    def __init__(self, model, tokenizer, train_data, dev_data, exp_dir, env: DistEnv, *,
+                 max_steps: int, accum_steps: int = 1, grad_clip: float = 5.0,
+                 amp: str = "none", seed: int = 0, chunk_sizes: Sequence[int] = (-1,),
+                 left_context_sizes: Sequence[int] = (0,),
+                 right_context_sizes: Sequence[int] = (0,),
+                 val_context: Sequence[int] = (0, 0, 0), log_every: int = 10,
+                 val_every: int = 500, save_every: int = 500, keep_last: int = 5,
+                 keep_best: int = 5, nan_limit: int = 10, optim: Optional[Dict] = None):
+        optim = dict(optim or {})
+        self.model, self.tokenizer, self.env = model, tokenizer, env
+        self.train_data, self.dev_data = train_data, dev_data
+        self.exp_dir = Path(exp_dir)
+        self.max_steps, self.accum_steps, self.grad_clip = max_steps, accum_steps, grad_clip
+        self.amp = AMP_DTYPES[amp]
+        self.seed = seed
+        self.contexts = (list(chunk_sizes), list(left_context_sizes), list(right_context_sizes))
+        self.val_context = tuple(val_context)
+        self.log_every, self.val_every, self.save_every = log_every, val_every, save_every
+        self.nan_limit = nan_limit
+        self.schedule = dict(warmup_steps=optim.pop("warmup_steps", 0), max_steps=max_steps,
+                             kind=optim.pop("scheduler", "cosine"),
+                             min_lr_ratio=optim.pop("min_lr_ratio", 0.0))
+        self.optimizer = build_optimizer(model, **optim)
+        self.scheduler = build_scheduler(self.optimizer, **self.schedule)
+        self.scaler = torch.amp.GradScaler(enabled=self.amp is torch.float16)
+        self.ddp = DistributedDataParallel(model) if env.distributed else None
+        self.ckpt = CheckpointDir(self.exp_dir, keep_last, keep_best)
+        self.step = self.epoch = self.position = self.nan_run = 0
+        self.writer = None
+        if env.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(self.exp_dir / "tensorboard")
+            self.log_file = open(self.exp_dir / "train_log.jsonl", "a", encoding="utf-8")
+
+    # ---------------------------------------------------------------- the loop
+    def fit(self):
+        """Train until ``max_steps``; returns the last validation metrics."""
+        micro, metrics, t0, seconds = [], {}, time.time(), 0.0
+        while self.step < self.max_steps:
+            for batch in self.train_data.batches(self.epoch, start=self.position):
+                self.position += 1
+                micro.append(batch)
+                if len(micro) < self.accum_steps:
+                    continue
+                stats = self.train_step(micro)
+                seconds += sum(b.audio_seconds for b in micro)
+                micro = []
+                if self.step % self.log_every == 0 or self.step == self.max_steps:
+                    stats["audio_sec_per_sec"] = all_reduce_sum([seconds], self.env)[0] / max(
+                        1e-9, time.time() - t0)
+                    self.log("train", stats)
+                    t0, seconds = time.time(), 0.0
+                if self.step % self.val_every == 0 or self.step == self.max_steps:
+                    metrics = self.validate()
+                if self.step % self.save_every == 0 or self.step == self.max_steps:
+                    self.save(metrics if self.step % self.val_every == 0
+                              or self.step == self.max_steps else None)
+                if self.step >= self.max_steps:
+                    break
+            else:  # epoch finished
+                self.epoch, self.position = self.epoch + 1, 0
+        return metrics
+
+    def context(self) -> tuple:
+        """(C, L, R) of this optimizer step: the same on every rank and micro-batch, and a
+        function of (seed, step) only, so resume and world size never change it."""
+        rng = random.Random(self.seed * 1_000_003 + self.step)
+        chunk, left, right = (rng.choice(xs) for xs in self.contexts)
+        return (0, 0, 0) if chunk <= 0 else (chunk, left, right)
+
+    def train_step(self, micro: List) -> Dict:
+        self.model.train()
+        net = self.ddp or self.model
+        ctx = self.context()
+        sums = {"loss": 0.0, "loss_ctc": 0.0, "loss_att": 0.0}
+        for i, batch in enumerate(micro):
+            self.note_skipped(batch)
+            sync = i == len(micro) - 1 or self.ddp is None
+            with (nullcontext() if sync else self.ddp.no_sync()), self.autocast():
+                if batch.feats.size(0) == 0:  # every item was bad: keep ranks in lockstep
+                    loss = sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad)
+                    out = {"loss": loss, "loss_ctc": loss.detach(), "loss_att": None}
+                else:
+                    b = batch.to(self.env.device)
+                    out = net(b.feats, b.feats_lens, b.targets, b.target_lens, *ctx)
+                self.scaler.scale(out["loss"] / len(micro)).backward()
+            for k in sums:
+                if out.get(k) is not None:
+                    sums[k] += float(out[k].detach()) / len(micro)
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad], self.grad_clip)
+        finite = bool(torch.isfinite(norm))
+        if finite:
+            self.scaler.step(self.optimizer)
+            self.nan_run = 0
+        else:
+            self.nan_run += 1
+            logging.warning("step %d: non-finite gradient norm, update skipped (%d in a row)",
+                            self.step, self.nan_run)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.nan_run >= self.nan_limit:
+            self.save(None)
+            raise NonFiniteLoss(f"{self.nan_run} non-finite gradient norms in a row at step "
+                                f"{self.step}; checkpoint saved in {self.ckpt.dir}")
+        self.scheduler.step()
+        self.step += 1
+        sums = dict(zip(sums, (v / self.env.world_size for v in all_reduce_sum(
+            sums.values(), self.env))))
+        lr = max(g["lr"] / g["lr_scale"] for g in self.optimizer.param_groups)
+        return {**sums, "grad_norm": float(norm), "lr": lr, "skipped_steps": int(not finite),
+                "chunk": ctx[0]}
+
+    def autocast(self):
+        if self.amp is None:
+            return nullcontext()
+        return torch.autocast(self.env.device.type, dtype=self.amp)
+
+    # ---------------------------------------------------------------- validation
+    @torch.no_grad()
+    def validate(self) -> Dict:
+        """Dev loss and greedy CTC CER/WER (decode_features, as recognize), over all ranks."""
+        if self.dev_data is None:
+            return {}
+        self.model.eval()
+        totals = [0.0] * 6  # loss·n, n, word errors, words, char errors, chars
+        for batch in self.dev_data.batches(0):
+            if batch.feats.size(0) == 0:
+                continue
+            b = batch.to(self.env.device)
+            with self.autocast():
+                out = self.model(b.feats, b.feats_lens, b.targets, b.target_lens,
+                                 *self.val_context)
+            n = b.feats.size(0)
+            totals[0] += float(out["loss"]) * n
+            totals[1] += n
+            feats = [f[:t] for f, t in zip(b.feats, b.feats_lens.tolist())]
+            hyps = decode_features(self.model, feats, *self.val_context)
+            for hyp, target, length in zip(hyps, b.targets, b.target_lens.tolist()):
+                ref = normalize_text(self.tokenizer.decode(target[:length].tolist()))
+                w = error_counts(ref, normalize_text(hyp.text), "word")
+                c = error_counts(ref, normalize_text(hyp.text), "char")
+                totals[2:] = [a + x for a, x in zip(totals[2:], (*w, *c))]
+        loss_n, n, we, wn, ce, cn = all_reduce_sum(totals, self.env)
+        metrics = {"loss": loss_n / max(n, 1), "wer": 100.0 * we / max(wn, 1),
+                   "cer": 100.0 * ce / max(cn, 1), "utterances": int(n)}
+        self.log("dev", metrics)
+        return metrics
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> Dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "rng": rng_state(), "step": self.step, "epoch": self.epoch,
+                "position": self.position, "nan_run": self.nan_run}
+
+    def save(self, metrics: Optional[Dict]):
+        if self.env.is_main:
+            self.ckpt.save(self.state_dict(), self.step, metrics)
+
+    def resume(self, path: Optional[Path] = None) -> bool:
+        """Load the latest (or given) checkpoint of this experiment; False if there is none."""
+        path = path or self.ckpt.latest()
+        if path is None:
+            return False
+        state = torch.load(path, map_location=self.env.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.position, self.nan_run = state["position"], state["nan_run"]
+        logging.info("resumed from %s (step %d, epoch %d, batch %d)", path, self.step,
+                     self.epoch, self.position)
+        return True
+
+    # ---------------------------------------------------------------- logging
+    def note_skipped(self, batch):
+        if batch.skipped and self.env.is_main:
+            with open(self.exp_dir / "skipped.tsv", "a", encoding="utf-8") as f:
+                f.writelines(f"{self.step}\t{k}\t{r}\n" for k, r in batch.skipped)
+
+    def log(self, split: str, stats: Dict):
+        if not self.env.is_main:
+            return
+        for k, v in stats.items():
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                self.writer.add_scalar(f"{split}/{k}", v, self.step)
+        self.writer.flush()
+        self.log_file.write(json.dumps({"split": split, "step": self.step, **stats}) + "\n")
+        self.log_file.flush()
+        shown = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                         for k, v in stats.items())
+        logging.info("%s step %d/%d: %s", split, self.step, self.max_steps, shown)

@@ -1,0 +1,144 @@
+"""Trainer: exact resume, freezing, NaN guard, schedule, loss normalisation."""
+import json
+from dataclasses import dataclass, field
+from typing import List
+
+import pytest
+import torch
+
+from chunkformer.encoder.cmvn import GlobalCMVN
+from chunkformer.model import ChunkFormerModel
+from chunkformer.pretrained import build_modules
+from chunkformer.training.distributed import DistEnv
+from chunkformer.training.optim import freeze, lr_factor
+from chunkformer.training.trainer import NonFiniteLoss, Trainer
+
+CFG = {"output_dim": 30, "input_dim": 80, "decoder": "transformer",
+       "encoder_conf": {"output_size": 32, "attention_heads": 2, "linear_units": 64,
+                        "num_blocks": 2, "cnn_module_kernel": 15, "dropout_rate": 0.1},
+       "decoder_conf": {"attention_heads": 2, "linear_units": 64, "num_blocks": 1},
+       "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1}}
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    cmvn = GlobalCMVN(torch.zeros(80), torch.ones(80))
+    encoder, ctc, decoder, _ = build_modules(CFG, True, cmvn)
+    return ChunkFormerModel(encoder, ctc, decoder, None, CFG)
+
+
+@dataclass
+class FakeBatch:
+    feats: torch.Tensor
+    feats_lens: torch.Tensor
+    targets: torch.Tensor
+    target_lens: torch.Tensor
+    audio_seconds: float = 1.0
+    skipped: List = field(default_factory=list)
+
+    def to(self, device):
+        return self
+
+
+class FakeData:
+    """Deterministic batches of mixed lengths; ``batches`` honours ``start``."""
+
+    def __init__(self, n=6, seed=0, poison=()):
+        g = torch.Generator().manual_seed(seed)
+        self.items = []
+        for i in range(n):
+            lens = torch.tensor([200 + 37 * i, 60, 120])
+            feats = torch.randn(3, int(lens.max()), 80, generator=g)
+            targets = torch.randint(1, 29, (3, 5), generator=g)
+            if i in poison:
+                feats[0, 0, 0] = float("nan")
+            self.items.append(FakeBatch(feats, lens, targets, torch.tensor([5, 3, 4])))
+
+    def batches(self, epoch, start=0):
+        yield from self.items[start:]
+
+
+def make_trainer(tmp_path, data=None, **kw):
+    conf = dict(max_steps=8, seed=1, chunk_sizes=[-1, 8, 16], left_context_sizes=[8, 16],
+                right_context_sizes=[0, 4], log_every=1, val_every=100, save_every=3,
+                optim={"lr": 1e-3, "warmup_steps": 2})
+    conf.update(kw)
+    return Trainer(tiny_model(), None, data or FakeData(), None, tmp_path, DistEnv(), **conf)
+
+
+def _log(path):
+    return [json.loads(x) for x in open(path / "train_log.jsonl")]
+
+
+def test_resume_is_exact(tmp_path):
+    full = make_trainer(tmp_path / "full")
+    full.fit()
+    # the same run, stopped after step 3's checkpoint and resumed in a new trainer
+    part = make_trainer(tmp_path / "part", max_steps=8)
+    for _ in range(3):  # consume 3 steps then "crash"
+        batch = next(part.train_data.batches(0, start=part.position))
+        part.position += 1
+        part.train_step([batch])
+    part.save(None)
+    resumed = make_trainer(tmp_path / "part")
+    assert resumed.resume()
+    assert (resumed.step, resumed.position) == (3, 3)
+    resumed.fit()
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    tail = [r["loss"] for r in _log(tmp_path / "full") if r["step"] > 3]
+    assert tail == [r["loss"] for r in _log(tmp_path / "part") if r["step"] > 3]
+
+
+def test_freezing_really_freezes(tmp_path):
+    tr = make_trainer(tmp_path, max_steps=2)
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    names = freeze(tr.model, ["encoder.embed", "encoder.encoders.0."])
+    tr = Trainer(tr.model, None, FakeData(), None, tmp_path / "b", DistEnv(), max_steps=2,
+                 optim={"lr": 1e-2})
+    tr.fit()
+    after = tr.model.state_dict()
+    assert names and all(torch.equal(before[k], after[k]) for k in names)
+    changed = [k for k in after if k.startswith("encoder.encoders.1.") and k.endswith("weight")]
+    assert all(not torch.equal(before[k], after[k]) for k in changed)
+    with pytest.raises(ValueError, match="matches no parameter"):
+        freeze(tr.model, ["encoder.nope"])
+
+
+def test_nan_guard_skips_counts_and_stops(tmp_path):
+    tr = make_trainer(tmp_path, data=FakeData(poison={1}), max_steps=4)
+    tr.fit()
+    log = _log(tmp_path)
+    assert [r["skipped_steps"] for r in log if r["split"] == "train"] == [0, 1, 0, 0]
+    assert all(torch.isfinite(v).all() for v in tr.model.state_dict().values()
+               if v.is_floating_point())
+    tr2 = make_trainer(tmp_path / "stop", data=FakeData(poison={0, 1, 2, 3}), nan_limit=3)
+    with pytest.raises(NonFiniteLoss, match="3 non-finite"):
+        tr2.fit()
+    assert tr2.ckpt.latest() is not None
+
+
+def test_warmup_then_cosine_never_rises():
+    lrs = [lr_factor(s, 100, 1000) for s in range(1200)]
+    peak = lrs.index(max(lrs))
+    assert peak == 99 and lrs[0] < lrs[50] < lrs[99]
+    assert all(b <= a for a, b in zip(lrs[peak:], lrs[peak + 1:]))
+    assert lrs[-1] == pytest.approx(0.0)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("ctx", [(0, 0, 0), (8, 16, 4)])
+def test_batch_loss_is_mean_of_single_losses(ctx):
+    model = tiny_model().eval()
+    b = FakeData(1).items[0]
+    batch = model(b.feats, b.feats_lens, b.targets, b.target_lens, *ctx)
+    singles = [model(b.feats[i:i + 1, :b.feats_lens[i]], b.feats_lens[i:i + 1],
+                     b.targets[i:i + 1], b.target_lens[i:i + 1], *ctx)["loss"]
+               for i in range(3)]
+    assert abs(float(batch["loss"]) - float(torch.stack(singles).mean())) <= 1e-4
+    padded = torch.cat([b.feats, torch.randn(3, 50, 80)], 1)
+    again = model(padded, b.feats_lens, b.targets, b.target_lens, *ctx)
+    assert abs(float(again["loss"]) - float(batch["loss"])) <= 1e-5
+    double = model(torch.cat([b.feats, b.feats]), torch.cat([b.feats_lens, b.feats_lens]),
+                   torch.cat([b.targets, b.targets]), torch.cat([b.target_lens] * 2), *ctx)
+    assert abs(float(double["loss"]) - float(batch["loss"])) <= 1e-5
