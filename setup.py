@@ -23,6 +23,11 @@ setup(
     entry_points={
         "console_scripts": [
             "chunkformer-recognize=chunkformer.bin.recognize:main",
+            "chunkformer-prepare_data=chunkformer.bin.prepare_data:main",
+            "chunkformer-compute_cmvn=chunkformer.bin.compute_cmvn:main",
+            "chunkformer-build_vocab=chunkformer.bin.build_vocab:main",
+            "chunkformer-split_data=chunkformer.bin.split_data:main",
+            "chunkformer-make_shards=chunkformer.bin.make_shards:main",
         ]
     },
 )

@@ -23,7 +23,9 @@ import torch
 from tqdm import tqdm
 
 from chunkformer.data.audio import INT16_SCALE, AudioError, audio_duration, load_audio
-from chunkformer.data.inputs import InputError, read_inputs, read_text
+from chunkformer.data.manifest import ManifestError as InputError
+from chunkformer.data.manifest import read_manifest as read_inputs
+from chunkformer.data.manifest import read_text
 from chunkformer.data.text import normalize_text
 from chunkformer.decoding.batch import MODES, check_mode, decode_features, frame_budget
 from chunkformer.decoding.endless import decode_long

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from chunkformer.bin.synthesize_corpus import main
-from chunkformer.data.inputs import read_inputs
+from chunkformer.data.manifest import read_manifest
 from chunkformer.data.synthetic import (
     HELD_OUT_VARIANTS, TEMPLATES, TRAIN_VARIANTS, date_to_words, digits_to_words, fill_template,
     money_to_words, mulaw_decode, mulaw_encode, number_to_words, plan_corpus, time_to_words,
@@ -159,8 +159,8 @@ def test_tiny_corpus_files(tiny):
             assert len(samples) / rate == pytest.approx(float(durations[u.key]), abs=1e-3)
             assert 0.5 < row["duration"] < 20
             assert np.sqrt(np.mean(samples.astype(np.float64) ** 2)) > 300  # not silent
-        assert [i.key for i in read_inputs(folder / split / "data.list")] == keys
-        assert [i.text for i in read_inputs(folder / split)] == [text[k] for k in keys]
+        assert [i.key for i in read_manifest(folder / split / "data.list")] == keys
+        assert [i.text for i in read_manifest(folder / split)] == [text[k] for k in keys]
     assert any(r["unseen_voice"] for r in map(json.loads, _lists(folder / "test")["data.list"]))
 
 
