@@ -14,7 +14,7 @@ from torch import nn
 
 # Largest attention-score tensor (elements) materialised at once; chunks are processed in
 # groups below it so that hours of audio attend in bounded memory.
-MAX_SCORE_ELEMENTS = 1 << 25
+MAX_SCORE_ELEMENTS = 1 << 23
 
 
 def rel_shift(bd: torch.Tensor, window: int) -> torch.Tensor:

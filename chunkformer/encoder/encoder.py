@@ -23,7 +23,7 @@ from chunkformer.encoder.subsampling import DepthwiseStridingSubsampling, subsam
 
 # Largest front-end activation (elements) computed at once: the first 2-D conv of a 15-minute
 # segment would otherwise take several GiB (the released code's memory peak).
-MAX_FRONTEND_ELEMENTS = 1 << 25
+MAX_FRONTEND_ELEMENTS = 1 << 24
 
 
 @dataclass

@@ -13,6 +13,19 @@ from chunkformer.encoder.convolution import ChunkConvolution
 
 ACTIVATIONS = {"swish": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
 
+# Largest feed-forward hidden activation (elements) computed at once: the FFN runs over groups
+# of chunks, so hours of audio never hold a (frames × linear_units) matrix in inference.
+MAX_HIDDEN_ELEMENTS = 1 << 23
+
+
+def per_chunk_groups(fn, x: torch.Tensor, width: int) -> torch.Tensor:
+    """Apply the frame-wise ``fn`` to (G, C, D) ``x`` in groups of chunks whose (n, C, width)
+    intermediate stays under MAX_HIDDEN_ELEMENTS; same result as ``fn(x)``."""
+    step = max(1, MAX_HIDDEN_ELEMENTS // (x.size(1) * width))
+    if x.size(0) <= step:
+        return fn(x)
+    return torch.cat([fn(x[i:i + step]) for i in range(0, x.size(0), step)])
+
 
 class FeedForward(nn.Module):
     """w_2(act(w_1(x))), key names ``w_1`` / ``w_2``."""
@@ -45,10 +58,16 @@ class ChunkFormerLayer(nn.Module):
     def forward(self, x, pos, layout, att_cache: Optional[torch.Tensor] = None,
                 conv_cache: Optional[torch.Tensor] = None, cache_at: Optional[int] = None):
         """(G, C, D) → (G, C, D); with ``cache_at`` also the layer's next (att, conv) caches."""
-        x = x + 0.5 * self.dropout(self.feed_forward_macaron(self.norm_ff_macaron(x)))
+        hidden = self.feed_forward.w_1.out_features
+        x = per_chunk_groups(self._ff_macaron, x, hidden)
         y, att_cache = self.self_attn(self.norm_mha(x), pos, layout, att_cache, cache_at)
         x = x + self.dropout(y)
         y, conv_cache = self.conv_module(self.norm_conv(x), layout, conv_cache, cache_at)
         x = x + self.dropout(y)
-        x = x + 0.5 * self.dropout(self.feed_forward(self.norm_ff(x)))
-        return self.norm_final(x), att_cache, conv_cache
+        return per_chunk_groups(self._ff_final, x, hidden), att_cache, conv_cache
+
+    def _ff_macaron(self, x):
+        return x + 0.5 * self.dropout(self.feed_forward_macaron(self.norm_ff_macaron(x)))
+
+    def _ff_final(self, x):
+        return self.norm_final(x + 0.5 * self.dropout(self.feed_forward(self.norm_ff(x))))
