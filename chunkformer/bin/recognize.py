@@ -23,9 +23,7 @@ import torch
 from tqdm import tqdm
 
 from chunkformer.data.audio import INT16_SCALE, AudioError, audio_duration, load_audio
-from chunkformer.data.manifest import ManifestError as InputError
-from chunkformer.data.manifest import read_manifest as read_inputs
-from chunkformer.data.manifest import read_text
+from chunkformer.data.manifest import ManifestError, read_manifest, read_text
 from chunkformer.data.text import normalize_text
 from chunkformer.decoding.batch import MODES, check_mode, decode_features, frame_budget
 from chunkformer.decoding.endless import decode_long
@@ -86,7 +84,7 @@ class Recognizer:
                         self.emit(item, self.decode_long(item))
                         bar.update(1)
                         continue
-                    feats = self.model.features(item.path, start=item.start, end=item.end)
+                    feats = self.model.features(item.audio, start=item.start, end=item.end)
                 except AudioError as e:
                     self.skip(item, str(e))
                     bar.update(1)
@@ -104,9 +102,9 @@ class Recognizer:
         """Chunk by chunk with caches; a file is streamed from disk, a segment of one is
         loaded (as a [-1, 1] waveform: int16-scale samples / 32768, exact)."""
         args = self.args
-        source, rate = item.path, None
+        source, rate = item.audio, None
         if item.start is not None or item.end is not None:
-            source = load_audio(item.path, None, item.start, item.end) / INT16_SCALE
+            source = load_audio(item.audio, None, item.start, item.end) / INT16_SCALE
             rate = 16000
         return decode_long(self.model, source, args.chunk_size, args.left_context_size,
                            args.right_context_size, args.total_batch_duration, args.mode,
@@ -115,7 +113,7 @@ class Recognizer:
     def duration(self, item) -> float:
         if item.start is not None and item.end is not None:
             return item.end - item.start
-        return audio_duration(item.path) - (item.start or 0.0)
+        return audio_duration(item.audio) - (item.start or 0.0)
 
     def flush(self, batch) -> int:
         if not batch:
@@ -139,8 +137,8 @@ class Recognizer:
             write_srt(self.out / "srt" / f"{item.key}.srt", row["segments"])
 
     def skip(self, item, reason: str):
-        logging.warning("skipped %s (%s): %s", item.key, item.path, reason)
-        self.skipped.append((item.key, str(item.path), reason))
+        logging.warning("skipped %s (%s): %s", item.key, item.audio, reason)
+        self.skipped.append((item.key, str(item.audio), reason))
 
 
 def write_srt(path: Path, segments):
@@ -174,10 +172,10 @@ def main(argv=None):
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     try:
-        items = read_inputs(args.data)
+        items = read_manifest(args.data)
         refs = read_text(args.reference) if args.reference else {
             i.key: i.text for i in items if i.text is not None}
-    except (InputError, FileNotFoundError) as e:
+    except (ManifestError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     if not items:
         sys.exit(f"error: {args.data}: no audio found")

@@ -75,7 +75,7 @@ def main(argv=None):
         seed = int(cfg["train"].get("seed", 0))
         torch.manual_seed(seed)
         data_conf = dict(cfg["data"])
-        tokenizer = load_tokenizer(**cfg["tokenizer"])
+        tokenizer = load_tokenizer(cfg["tokenizer"].get("path") or cfg["train"].get("init_from"))
         model = build_model(cfg, tokenizer).to(env.device)
         frozen = freeze(model, cfg["train"].pop("freeze", []))
         paths = {k: data_conf.pop(k, None) for k in ("train", "dev", "audio_root", "cmvn")}
