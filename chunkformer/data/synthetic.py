@@ -32,6 +32,9 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from chunkformer.data.augment import NOISE_KINDS, TELEPHONE_RATE, colored_noise, telephone_line
+from chunkformer.data.augment import mulaw_decode, mulaw_encode  # noqa: F401 (tests use these)
+
 DIGITS = ("không", "một", "hai", "ba", "bốn", "năm", "sáu", "bảy", "tám", "chín")
 
 
@@ -392,8 +395,7 @@ BOT_EMOTIONS = {"calm": 3, "happy": 2}
 CUSTOMER_EMOTIONS = {"calm": 4, "happy": 2, "sad": 1.5, "angry": 2.5}
 COMPLAINT_EMOTIONS = {"calm": 1, "sad": 1, "angry": 3}
 SNR_DB = (15.0, 30.0)
-NOISES = ("white", "pink")
-WIDEBAND_RATE, TELEPHONE_RATE = 16000, 8000
+WIDEBAND_RATE = 16000
 UNSEEN_TEMPLATE_SHARE = 0.5  # chance that a test draw uses a "*" template
 MAX_TRIES = 1000
 
@@ -482,7 +484,7 @@ def _plan_utterance(rng, split: str, index: int, telephone: bool, unseen_voice: 
         amplitude=rng.randint(*prosody.amplitude), word_gap=rng.randint(*prosody.word_gap),
         channel="telephone" if telephone else "wideband",
         snr_db=round(rng.uniform(*SNR_DB), 1) if telephone else None,
-        noise=rng.choice(NOISES) if telephone else None, noise_seed=rng.getrandbits(32),
+        noise=rng.choice(NOISE_KINDS) if telephone else None, noise_seed=rng.getrandbits(32),
         unseen_voice=unseen_voice, unseen_template=unseen_template)
 
 
@@ -537,48 +539,21 @@ def _sox(x: np.ndarray, rate: int, effects: list, key: str) -> np.ndarray:
     return np.frombuffer(_run(cmd, x.astype("<f4").tobytes(), key), dtype="<f4")
 
 
-def mulaw_encode(x: np.ndarray) -> np.ndarray:
-    """int16 samples → G.711 mu-law bytes (uint8), bit for bit as sox ``-e mu-law`` writes them
-    (Sun's g711.c on 14-bit input, which sox rounds from 16 bits; bias 33, segment = top bit)."""
-    v = (np.asarray(x, dtype=np.int32) + 2) >> 2
-    magnitude = np.minimum(np.abs(v) + 33, 0x1FFF)
-    segment = np.clip(np.floor(np.log2(magnitude)).astype(np.int32) - 5, 0, 7)
-    mantissa = (magnitude >> (segment + 1)) & 0x0F
-    return (~(((v < 0) << 7) | (segment << 4) | mantissa) & 0xFF).astype(np.uint8)
-
-
-def mulaw_decode(codes: np.ndarray) -> np.ndarray:
-    """G.711 mu-law bytes → int16 samples."""
-    u = ~np.asarray(codes, dtype=np.uint8)
-    exponent, mantissa = (u >> 4) & 0x07, (u & 0x0F).astype(np.int32)
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    return np.where(u & 0x80, -magnitude, magnitude).astype(np.int16)
-
-
-def _noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    white = rng.standard_normal(n)
-    if kind == "white":
-        return white
-    spectrum = np.fft.rfft(white)  # pink: power falls as 1/f
-    return np.fft.irfft(spectrum / np.sqrt(np.maximum(np.arange(len(spectrum)), 1)), n)
-
-
 def synthesize(u: Utterance) -> tuple:
     """Render one utterance → (int16 samples, sample rate).
 
-    Wideband: espeak-ng, resampled to 16 kHz. Telephone: band-limited to 300-3400 Hz and
-    resampled to 8 kHz (sox), noise added at ``snr_db`` (relative to the band-limited speech),
-    then a G.711 mu-law round trip; the noise comes from ``noise_seed``, so output is repeatable.
+    Wideband: espeak-ng, resampled to 16 kHz. Telephone: resampled to 8 kHz (sox), then
+    :func:`chunkformer.data.augment.telephone_line` (300-3400 Hz band, noise at ``snr_db``
+    relative to the band-limited speech, G.711 mu-law round trip); the noise comes from
+    ``noise_seed``, so output is repeatable.
     """
     speech, rate = _espeak(u)
     if u.channel == "wideband":
         x = _sox(speech, rate, ["rate", str(WIDEBAND_RATE)], u.key)
         return np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16), WIDEBAND_RATE
-    x = _sox(speech, rate, ["sinc", "300-3400", "rate", str(TELEPHONE_RATE)], u.key)
-    noise = _noise(u.noise, len(x), np.random.default_rng(u.noise_seed))
-    noise *= np.sqrt(np.mean(x**2) / np.mean(noise**2) / 10 ** (u.snr_db / 10))
-    pcm = np.clip(np.round((x + noise) * 32768), -32768, 32767)
-    return mulaw_decode(mulaw_encode(pcm)), TELEPHONE_RATE
+    x = _sox(speech, rate, ["rate", str(TELEPHONE_RATE)], u.key)
+    noise = colored_noise(np.random.default_rng(u.noise_seed).standard_normal(len(x)), u.noise)
+    return telephone_line(x * 32768.0, noise, u.snr_db), TELEPHONE_RATE
 
 
 def _render(job: tuple) -> tuple:

@@ -1,0 +1,206 @@
+"""Manifest rows → training examples, with bad rows skipped and explained, never fatal.
+
+An example is built in this order: transcript → token ids (tokenizer), audio →
+:func:`~chunkformer.data.audio.load_audio` (the ``start``/``end`` segment only) → waveform
+transforms → :func:`~chunkformer.data.features.compute_fbank` (Kaldi dither) → feature
+transforms. With precomputed features (a Kaldi ``feats.scp`` written by
+:func:`write_feats_scp`, the recipes' feature-extraction stage) the fbank is read with kaldiio
+instead and only the feature transforms run.
+
+:class:`ExampleBuilder` does that for one row; :class:`SpeechDataset` serves rows by index,
+and the shards mode (:mod:`chunkformer.data.shard_stream`) feeds the builder rows read from tar
+shards.
+A row that cannot make a usable example gives a :class:`Skipped` (key, reason) instead; the
+reason starts with one of :data:`SKIP_KINDS`: unreadable audio (missing, corrupt, empty, bad
+segment), missing features (no ``feats.scp`` entry), empty transcript, unknown characters (they
+are listed), too short (fewer than the 15 fbank frames the 8x subsampling needs for one output
+frame) and transcript too long (more tokens than encoder frames: CTC cannot align it).
+
+Randomness: item ``(epoch, index)`` draws every random number (augmentation, dither) from a
+generator seeded by (seed, epoch, index), so a given epoch's data is the same whatever the
+number of workers, the batch it lands in, or where a resumed run starts.
+"""
+from pathlib import Path
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import kaldiio
+import numpy as np
+import torch
+
+from chunkformer.data.audio import AudioError, load_audio
+from chunkformer.data.features import SAMPLE_RATE, SHIFT, compute_fbank
+from chunkformer.encoder.subsampling import subsampled_length
+
+SKIP_KINDS = ("unreadable audio", "missing features", "empty transcript", "unknown characters",
+              "too short", "transcript too long")
+
+
+class Skipped(NamedTuple):
+    """A row left out: its key and a one-line reason ``<kind>: <detail>`` (kind in
+    :data:`SKIP_KINDS`)."""
+
+    key: str
+    reason: str
+
+    @property
+    def kind(self) -> str:
+        return self.reason.split(":", 1)[0]
+
+
+class _Skip(Exception):
+    """Raised inside :class:`ExampleBuilder` to turn a row into a :class:`Skipped`."""
+
+
+def example_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The generator of item ``index`` in ``epoch``: a well-mixed function of the three."""
+    state = np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def read_feats_scp(path) -> Dict[str, str]:
+    """Kaldi ``feats.scp`` (``<key> <ark>:<offset>`` lines) → {key: rxspecifier}."""
+    table = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            fields = line.split(maxsplit=1)
+            if not fields:
+                continue
+            if len(fields) != 2:
+                raise ValueError(f"{path}:{n}: expected '<key> <ark>:<offset>', got "
+                                 f"{line.rstrip()!r}")
+            if fields[0] in table:
+                raise ValueError(f"{path}:{n}: duplicate key {fields[0]!r}")
+            table[fields[0]] = fields[1].strip()
+    return table
+
+
+def write_feats_scp(rows: Sequence, out_prefix, num_mel_bins: int = 80) -> Tuple[Path,
+                                                                                 List[Skipped]]:
+    """Write the fbank (no dither) of every row to ``<out_prefix>.ark`` and ``.scp``.
+
+    Returns (scp path, rows whose audio could not be read); those rows get no entry, and the
+    dataset later skips them as "missing features".
+    """
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    ark, scp = out_prefix.with_suffix(".ark"), out_prefix.with_suffix(".scp")
+    skipped = []
+    with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
+        for row in rows:
+            try:
+                wave = load_audio(row.audio, start=row.start, end=row.end)
+            except AudioError as e:
+                skipped.append(Skipped(row.key, f"unreadable audio: {e}"))
+                continue
+            writer(row.key, compute_fbank(wave, num_mel_bins).numpy())
+    return scp, skipped
+
+
+def _seed_from(g: torch.Generator) -> int:
+    return int(torch.randint(2**62, (1,), generator=g).item())
+
+
+class ExampleBuilder:
+    """One row → example dict or :class:`Skipped`; shared by the map-style dataset and the
+    shard stream.
+
+    An example is ``{"key": str, "feats": (T, F) float32, "targets": (U,) int64,
+    "audio_seconds": float}``; ``audio_seconds`` is the source audio's length (before speed
+    perturbation), the unit of throughput.
+
+    Args:
+        tokenizer: has ``encode(text) -> (ids, unknown_chars)``.
+        waveform_transforms: ``t(wave (N,), generator) -> wave`` callables, applied in order.
+        feature_transforms: ``t(feats (T, F), generator) -> feats`` callables, in order.
+        num_mel_bins: F.
+        dither: Kaldi dither amplitude (1.0 for training, 0.0 for evaluation).
+        feats_scp: a Kaldi ``feats.scp`` of precomputed fbank to read instead of the audio
+            (waveform transforms and dither must then be off).
+    """
+
+    def __init__(self, tokenizer, waveform_transforms: Sequence = (),
+                 feature_transforms: Sequence = (), num_mel_bins: int = 80,
+                 dither: float = 0.0, feats_scp=None):
+        self.tokenizer = tokenizer
+        self.waveform_transforms = list(waveform_transforms)
+        self.feature_transforms = list(feature_transforms)
+        self.num_mel_bins, self.dither = num_mel_bins, dither
+        self.feats = None if feats_scp is None else read_feats_scp(feats_scp)
+        if self.feats is not None and (self.waveform_transforms or dither):
+            raise ValueError(f"{feats_scp}: precomputed features leave no waveform to augment "
+                             "or dither; turn waveform transforms and dither off")
+
+    def __call__(self, row, g: torch.Generator, read_wave: Optional[Callable] = None
+                 ) -> Union[Dict, Skipped]:
+        """Build the example of ``row`` with randomness from ``g``; ``read_wave()`` gives its
+        16 kHz samples (default: ``load_audio`` of the row's file and segment)."""
+        try:
+            targets = self._targets(row.text)
+            feats, seconds = self._features(row, g, read_wave)
+            encoder_frames = int(subsampled_length(feats.size(0)))
+            if encoder_frames < 1:
+                raise _Skip(f"too short: {feats.size(0)} fbank frames ({seconds:.3f} s); the "
+                            "8x subsampling needs at least 15")
+            if targets.numel() > encoder_frames:
+                raise _Skip(f"transcript too long: {targets.numel()} tokens for "
+                            f"{encoder_frames} encoder frames ({seconds:.2f} s)")
+        except _Skip as e:
+            return Skipped(row.key, str(e))
+        except AudioError as e:
+            return Skipped(row.key, f"unreadable audio: {e}")
+        return {"key": row.key, "feats": feats, "targets": targets, "audio_seconds": seconds}
+
+    def _targets(self, text: Optional[str]) -> torch.Tensor:
+        """Transcript → (U,) int64 token ids; raises _Skip for empty or unencodable text."""
+        if text is None or not text.strip():
+            raise _Skip("empty transcript")
+        ids, unknown = self.tokenizer.encode(text)
+        if unknown:
+            listed = " ".join(repr(c) for c in sorted(set(unknown)))
+            raise _Skip(f"unknown characters: {listed} in {text!r}")
+        if not ids:
+            raise _Skip(f"empty transcript: no tokens left from {text!r}")
+        return torch.as_tensor(ids, dtype=torch.long)
+
+    def _features(self, row, g: torch.Generator, read_wave) -> Tuple[torch.Tensor, float]:
+        """Row → ((T, F) fbank after the transforms, seconds of source audio)."""
+        if self.feats is not None:
+            if row.key not in self.feats:
+                raise _Skip("missing features: no entry in feats.scp")
+            feats = torch.from_numpy(np.array(kaldiio.load_mat(self.feats[row.key])))
+            seconds = feats.size(0) * SHIFT / SAMPLE_RATE
+        else:
+            wave = (read_wave() if read_wave is not None
+                    else load_audio(row.audio, start=row.start, end=row.end))  # (N,)
+            seconds = wave.numel() / SAMPLE_RATE
+            for transform in self.waveform_transforms:
+                wave = transform(wave, g)
+            # kaldi.fbank dithers with the global RNG: seed a private copy of it.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_seed_from(g))
+                feats = compute_fbank(wave, self.num_mel_bins, dither=self.dither)
+        for transform in self.feature_transforms:
+            feats = transform(feats, g)
+        return feats.float(), seconds
+
+
+class SpeechDataset(torch.utils.data.Dataset):
+    """Map-style dataset over manifest rows: item ``(epoch, index)`` → ``build(rows[index])``
+    with the generator of (seed, epoch, index).
+
+    Args:
+        rows: :class:`~chunkformer.data.manifest.Utterance` rows (``key``, ``audio``,
+            ``text``, ``start``, ``end``).
+        build: the :class:`ExampleBuilder`.
+        seed: with (epoch, index), seeds each item's generator.
+    """
+
+    def __init__(self, rows: Sequence, build: ExampleBuilder, seed: int = 0):
+        self.rows, self.build, self.seed = list(rows), build, seed
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, item: Tuple[int, int]) -> Union[Dict, Skipped]:
+        epoch, index = item
+        return self.build(self.rows[index], example_generator(self.seed, epoch, index))
