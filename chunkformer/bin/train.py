@@ -5,7 +5,10 @@
     torchrun --nproc_per_node=2 -m chunkformer.bin.train --config ... --exp_dir ...
 
 The config's sections: ``model`` (released config schema, written as the model folder's
-config.yaml), ``tokenizer``, ``data``, ``optim``, ``train``. ``train.init_from: <model folder>``
+config.yaml), ``tokenizer`` (``path``: vocab.txt / bpe.model / folder), ``data`` (``train``,
+``dev``: any manifest or a ``shards.list``; ``audio_root``; ``cmvn``; optional
+``train_feats_scp`` / ``dev_feats_scp`` precomputed features; pipeline keys of
+chunkformer.data.loader), ``optim``, ``train``. ``train.init_from: <model folder>``
 starts from released (or averaged) weights with a fresh optimizer and schedule; ``--resume``
 continues this experiment from its latest checkpoint exactly. An experiment folder that already
 has checkpoints is never restarted silently: pass ``--resume`` or use a new folder.
@@ -21,6 +24,7 @@ import yaml
 from chunkformer.config import ConfigError, check_keys, load_experiment
 from chunkformer.data.loader import build_data
 from chunkformer.data.manifest import read_manifest
+from chunkformer.data.shards import SHARD_LIST
 from chunkformer.data.tokenizer import load_tokenizer
 from chunkformer.encoder.cmvn import GlobalCMVN, read_cmvn
 from chunkformer.model import ChunkFormerModel
@@ -60,6 +64,11 @@ def build_model(cfg: dict, tokenizer):
     return ChunkFormerModel(encoder, ctc, decoder, tokenizer.vocab, model_cfg, stats)
 
 
+def data_source(path, audio_root):
+    """A ``shards.list`` is streamed as is; any other list is read into manifest rows."""
+    return path if Path(path).name == SHARD_LIST else read_manifest(path, audio_root)
+
+
 def main(argv=None):
     args = get_parser().parse_args(argv)
     env = init_distributed(args.device)
@@ -78,13 +87,15 @@ def main(argv=None):
         tokenizer = load_tokenizer(cfg["tokenizer"].get("path") or cfg["train"].get("init_from"))
         model = build_model(cfg, tokenizer).to(env.device)
         frozen = freeze(model, cfg["train"].pop("freeze", []))
-        paths = {k: data_conf.pop(k, None) for k in ("train", "dev", "audio_root", "cmvn")}
-        train_rows = read_manifest(paths["train"], paths["audio_root"])
-        dev_rows = read_manifest(paths["dev"], paths["audio_root"]) if paths["dev"] else None
-        train_data = build_data(train_rows, tokenizer, data_conf, seed, env.rank,
-                                env.world_size, train=True)
-        dev_data = build_data(dev_rows, tokenizer, data_conf, seed, env.rank, env.world_size,
-                              train=False) if dev_rows else None
+        paths = {k: data_conf.pop(k, None) for k in
+                 ("train", "dev", "audio_root", "cmvn", "train_feats_scp", "dev_feats_scp")}
+        train_data, dev_data = (
+            build_data(data_source(paths[split], paths["audio_root"]), tokenizer, data_conf,
+                       seed, env.rank, env.world_size, train=split == "train",
+                       feats_scp=paths[f"{split}_feats_scp"]) if paths[split] else None
+            for split in ("train", "dev"))
+        if train_data is None:
+            raise ConfigError("data.train is required")
         train_conf = check_keys("train", {**cfg["train"], "optim": cfg["optim"]}, Trainer)
         exp.mkdir(parents=True, exist_ok=True)
         trainer = Trainer(model, tokenizer, train_data, dev_data, exp, env, **train_conf)
