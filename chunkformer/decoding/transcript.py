@@ -64,8 +64,14 @@ class Transcript:
                  "end": round((tokens[b].last + 1) * FRAME_SHIFT, 3)}
                 for w, a, b in self.vocab.ids_to_words(ids, [t.first for t in tokens])]
 
+    def token_times(self) -> List[dict]:
+        """[{"token", "start", "end"}] in seconds: each CTC token's emitting frames."""
+        name = (lambda i: self.vocab.tokens[i]) if self.vocab is not None else str
+        return [{"token": name(t.id), "start": round(t.first * FRAME_SHIFT, 3),
+                 "end": round((t.last + 1) * FRAME_SHIFT, 3)} for t in self.tokens]
+
     def as_dict(self) -> dict:
-        out = {"text": self.text, "words": self.words()}
+        out = {"text": self.text, "words": self.words(), "tokens": self.token_times()}
         if self.key is not None:
             out = {"key": self.key, **out}
         return out

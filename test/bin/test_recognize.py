@@ -79,7 +79,8 @@ def test_modes_write_results_and_scores(ref_model_dir, corpus, tmp_path, mode, c
     rows = [json.loads(x) for x in open(tmp_path / "result.jsonl", encoding="utf-8")]
     assert [r["key"] for r in rows] == [k for k, _, _ in items]
     for r in rows:
-        assert set(r) >= {"key", "text", "words", "segments"}
+        assert set(r) >= {"key", "text", "words", "tokens", "segments"}
+        assert all(t["start"] < t["end"] and "<" not in t["token"] for t in r["tokens"])
         for w in r["words"]:
             assert 0 <= w["start"] < w["end"]
     assert (tmp_path / "errors.tsv").exists()
