@@ -190,6 +190,9 @@ def _resample_margin(orig: int, new: int) -> int:
     return math.ceil(width / orig) + 1
 
 
+FBANK_PIECE = 3000  # fbank frames (30 s) computed at once by FbankStream.read
+
+
 class FbankStream:
     """Fbank frames [a, b) of a whole recording, computed from only the samples they need.
 
@@ -253,4 +256,11 @@ class FbankStream:
         if a == b:
             return torch.zeros(0, self.num_mel_bins)
         wave = self.samples(a * SHIFT, (b - 1) * SHIFT + WINDOW)
-        return compute_fbank(wave, num_mel_bins=self.num_mel_bins)
+        # frames are independent: computing them in pieces bounds the FFT temporaries
+        # (~40 MB per minute of audio at once otherwise) without changing a value
+        pieces = []
+        for i in range(0, b - a, FBANK_PIECE):
+            last = min(i + FBANK_PIECE, b - a) - 1
+            pieces.append(compute_fbank(wave[i * SHIFT:last * SHIFT + WINDOW],
+                                        num_mel_bins=self.num_mel_bins))
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
