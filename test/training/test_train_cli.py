@@ -127,8 +127,23 @@ def test_average_and_fine_tune_from_folder(experiment, tmp_path):
     states = [torch.load(p, weights_only=True)["model"] for p in ckpts]
     k = "encoder.encoders.0.self_attn.linear_q.weight"
     assert torch.allclose(model.state_dict()[k], (states[0][k] + states[1][k]) / 2, atol=1e-6)
-    # fine-tuning from the folder: its first step starts from exactly these weights
+    # dev CER in training == recognize on the same weights (one decode function)
+    last = subprocess.run([sys.executable, "-m", "chunkformer.bin.average_model", "--exp_dir",
+                           str(tmp_path / "base"), "--num", "1", "--mode", "last", "--out",
+                           str(tmp_path / "last")], capture_output=True, text=True)
+    assert last.returncode == 0, last.stderr
+    rec = subprocess.run([sys.executable, "-m", "chunkformer.bin.recognize", "--model_dir",
+                          str(tmp_path / "last"), "--data", str(experiment / "data.list"),
+                          "--output_dir", str(tmp_path / "dec"), "--chunk_size", "0"],
+                         capture_output=True, text=True)
+    assert rec.returncode == 0, rec.stderr
+    cer = float(rec.stdout.split("CER")[1].split("%")[0])
+    dev = [json.loads(x) for x in open(tmp_path / "base" / "train_log.jsonl")]
+    dev = [r for r in dev if r["split"] == "dev"][-1]
+    assert dev["step"] == 8 and abs(dev["cer"] - cer) < 0.01
+    # fine-tuning from the folder starts from exactly its weights (lr 0: nothing moves)
     _train(experiment, tmp_path / "ft", "--override", f"train.init_from={out}",
-           "train.max_steps=1", "train.save_every=1", "tokenizer.path=null")
-    log = [json.loads(x) for x in open(tmp_path / "ft" / "train_log.jsonl")]
-    assert log[0]["step"] == 1 and log[0]["lr"] > 0
+           "train.max_steps=1", "train.save_every=1", "tokenizer.path=null", "optim.lr=0.0")
+    tuned = _weights(tmp_path / "ft")
+    loaded = model.state_dict()
+    assert set(tuned) == set(loaded) and all(torch.equal(tuned[k], loaded[k]) for k in loaded)
