@@ -1,0 +1,159 @@
+"""The recipes egs/commonvoice and egs/vlsp end to end (stages 0-5) on a tiny fake corpus in each
+corpus's release layout, with a tiny model (--train_config), --max_steps 3 and --ngpu 1.
+
+The Common Voice corpus has MP3 clips (written by soundfile: libsndfile >= 1.1 reads and writes
+MP3) with train/dev/test.tsv in Common Voice's columns; the VLSP corpus has
+{train,dev,test}/*.wav with same-named .txt transcripts (train in a sub-folder, as releases have).
+"""
+import csv
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import yaml
+
+from chunkformer.model import ChunkFormerModel
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+# 12 sentences: 8 train, 2 dev, 2 test; (text, espeak-ng voice, speed)
+SENTENCES = [
+    ("xin chào quý khách", "vi", 160),
+    ("tôi muốn kiểm tra số dư tài khoản", "vi+f3", 170),
+    ("số tài khoản của tôi là một hai ba bốn", "vi-vn-x-south", 150),
+    ("cảm ơn anh đã gọi đến ngân hàng", "vi-vn-x-central", 160),
+    ("chị vui lòng đọc số thẻ", "vi+m3", 175),
+    ("khoản vay được duyệt hôm nay", "vi", 140),
+    ("tôi cần chuyển năm triệu đồng", "vi-vn-x-south+f2", 160),
+    ("hẹn gặp lại quý khách", "vi-vn-x-central+m2", 170),
+    ("ngân hàng xin kính chào", "vi+f4", 150),
+    ("số dư của anh là hai triệu", "vi", 165),
+    ("tôi muốn khóa thẻ", "vi-vn-x-south", 160),
+    ("cảm ơn chị đã chờ máy", "vi+m1", 155),
+]
+SPLITS = {"train": range(0, 8), "dev": range(8, 10), "test": range(10, 12)}
+
+TINY = {
+    "model": {"model": "asr_model", "encoder": "chunkformer", "decoder": "transformer",
+              "input_dim": 80, "output_dim": 10, "is_json_cmvn": True,
+              "encoder_conf": {"output_size": 32, "attention_heads": 2, "linear_units": 64,
+                               "num_blocks": 2, "cnn_module_kernel": 15, "dropout_rate": 0.0,
+                               "positional_dropout_rate": 0.0, "attention_dropout_rate": 0.0},
+              "decoder_conf": {"attention_heads": 2, "linear_units": 64, "num_blocks": 1,
+                               "dropout_rate": 0.0, "positional_dropout_rate": 0.0},
+              "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1}},
+    "tokenizer": {"path": None},
+    "data": {"train": None, "dev": None, "cmvn": None, "max_frames_in_batch": 800,
+             "num_workers": 0, "speed_perturb": None, "spec_augment": None},
+    "optim": {"lr": 0.002, "warmup_steps": 1},
+    "train": {"max_steps": 100, "seed": 0, "chunk_sizes": [-1, 8], "left_context_sizes": [8],
+              "right_context_sizes": [2], "log_every": 1, "val_every": 1, "save_every": 1,
+              "keep_last": 5},
+}
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    """The 12 sentences as 22.05 kHz WAV files from espeak-ng → [(path, text)]."""
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        pytest.fail("espeak-ng is required by the tests: apt-get install espeak-ng", pytrace=False)
+    folder = tmp_path_factory.mktemp("recipe_speech")
+    out = []
+    for i, (text, voice, speed) in enumerate(SENTENCES):
+        path = folder / f"s{i:02d}.wav"
+        subprocess.run([espeak, "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
+        out.append((path, text))
+    return out
+
+
+def _tiny_config(folder: Path) -> Path:
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _run_recipe(recipe: str, work: Path, *options) -> float:
+    """Copy the recipe into ``work`` (its data/ and exp/ land there) and run stages 0-5."""
+    src = REPO / "egs" / recipe
+    subprocess.run(["cp", "-r", str(src / "run.sh"), str(src / "conf"), str(src / "local"),
+                    str(work)], check=True)
+    # run.sh sources ../../tools/*.sh: give the copy the same relative layout
+    (work.parent.parent / "tools").mkdir(exist_ok=True)
+    for name in ("parse_options.sh", "env.sh"):
+        subprocess.run(["cp", str(REPO / "tools" / name), str(work.parent.parent / "tools")],
+                       check=True)
+    t0 = time.time()
+    result = subprocess.run(["bash", "run.sh", "--stage", "0", "--stop_stage", "5",
+                             "--ngpu", "1", "--max_steps", "3", "--vocab_size", "60",
+                             "--num_avg", "2", "--nj", "1", *map(str, options)],
+                            cwd=work, capture_output=True, text=True)
+    elapsed = time.time() - t0
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
+    return elapsed
+
+
+def _check_outputs(work: Path, name: str, test_keys):
+    final = work / "exp" / name / "final"
+    model = ChunkFormerModel.from_pretrained(final)
+    assert len(model.vocab) > 2
+    decodes = sorted((work / "exp" / name).glob("decode_test_*"))
+    assert decodes and (decodes[0] / "text").is_file()
+    lines = (decodes[0] / "text").read_text(encoding="utf-8").splitlines()
+    assert sorted(line.split(maxsplit=1)[0] for line in lines) == sorted(test_keys)
+    assert (decodes[0] / "scores.txt").read_text().startswith("WER")
+    assert sorted((work / "exp" / name).glob("decode_dev_*"))
+
+
+def test_commonvoice_recipe(tmp_path, speech):
+    cv = tmp_path / "cv-corpus" / "vi"
+    (cv / "clips").mkdir(parents=True)
+    header = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender",
+              "accents", "variant", "locale", "segment"]
+    keys = {}
+    for split, idx in SPLITS.items():
+        with open(cv / f"{split}.tsv", "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, lineterminator="\n")
+            w.writerow(header)
+            for i in idx:
+                wav, text = speech[i]
+                name = f"common_voice_vi_{1000 + i}.mp3"
+                x, sr = sf.read(wav)
+                sf.write(cv / "clips" / name, x, sr, format="MP3")
+                # Common Voice sentences keep case and punctuation: normalisation is tested too
+                sentence = text.capitalize() + "."
+                w.writerow([f"speaker{i % 3}", name, sentence, 2, 0, "", "", "", "", "vi", ""])
+                keys.setdefault(split, []).append(name)
+    work = tmp_path / "egs" / "commonvoice"
+    work.mkdir(parents=True)
+    elapsed = _run_recipe("commonvoice", work, "--cv_root", cv,
+                          "--train_config", _tiny_config(tmp_path), "--name", "tiny")
+    # Common Voice rows have no key column: keys come from the clip path (without extension)
+    _check_outputs(work, "tiny", [Path(k).stem for k in keys["test"]])
+    print(f"commonvoice recipe stages 0-5: {elapsed:.1f} s")
+    assert elapsed < 60
+
+
+def test_vlsp_recipe(tmp_path, speech):
+    root = tmp_path / "vlsp2020"
+    keys = {}
+    for split, idx in SPLITS.items():
+        for i in idx:
+            wav, text = speech[i]
+            sub = root / split / (f"spk{i % 2}" if split == "train" else "")
+            sub.mkdir(parents=True, exist_ok=True)
+            x, sr = sf.read(wav)
+            sf.write(sub / f"utt_{i:03d}.wav", x, sr, subtype="PCM_16")
+            (sub / f"utt_{i:03d}.txt").write_text(text.upper() + "\n", encoding="utf-8")
+            keys.setdefault(split, []).append(f"utt_{i:03d}")
+    work = tmp_path / "egs" / "vlsp"
+    work.mkdir(parents=True)
+    elapsed = _run_recipe("vlsp", work, "--vlsp_root", root,
+                          "--train_config", _tiny_config(tmp_path), "--name", "tiny")
+    _check_outputs(work, "tiny", keys["test"])
+    print(f"vlsp recipe stages 0-5: {elapsed:.1f} s")
+    assert elapsed < 60
