@@ -104,11 +104,11 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && [ ! -f ${dir}/.train.done ];
   touch ${dir}/.train.done
 fi
 
-if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && [ ! -f ${dir}/final/.done ]; then
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && [ ! -f ${dir}/.average.done ]; then
   log "Stage 4: averaging the ${avg_mode} ${num_avg} checkpoints → ${dir}/final"
   python -m chunkformer.bin.average_model --exp_dir ${dir} --num ${num_avg} --mode ${avg_mode} \
     --out ${dir}/final
-  touch ${dir}/final/.done
+  touch ${dir}/.average.done
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+import torch
 import yaml
 
 from chunkformer.model import ChunkFormerModel
@@ -79,7 +80,21 @@ def _tiny_config(folder: Path) -> Path:
     return path
 
 
-def _run_recipe(recipe: str, work: Path, *options):
+def _finetune_config(folder: Path) -> Path:
+    """egs/vlsp/conf/finetune_large.yaml (optim with layer decay, frozen front end) with the
+    data and step settings shrunk for a 3-step CPU run."""
+    cfg = yaml.safe_load((REPO / "egs" / "vlsp" / "conf" / "finetune_large.yaml").read_text())
+    cfg["data"].update(max_frames_in_batch=800, num_workers=0, pin_memory=False,
+                       speed_perturb=None, spec_augment=None, min_duration=0.0)
+    cfg["optim"]["warmup_steps"] = 1
+    cfg["train"].update(amp="none", accum_steps=1, chunk_sizes=[-1, 8], left_context_sizes=[8],
+                        right_context_sizes=[2], log_every=1, val_every=1, save_every=1)
+    path = folder / "finetune.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _run_recipe(recipe: str, work: Path, *options, stages=(0, 5)):
     """Copy the recipe into ``work`` (its data/ and exp/ land there) and run stages 0-5 →
     (wall seconds, CPU seconds of the recipe's processes)."""
     src = REPO / "egs" / recipe
@@ -91,7 +106,8 @@ def _run_recipe(recipe: str, work: Path, *options):
         subprocess.run(["cp", str(REPO / "tools" / name), str(work.parent.parent / "tools")],
                        check=True)
     t0, r0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = subprocess.run(["bash", "run.sh", "--stage", "0", "--stop_stage", "5",
+    result = subprocess.run(["bash", "run.sh", "--stage", str(stages[0]),
+                             "--stop_stage", str(stages[1]),
                              "--ngpu", "1", "--max_steps", "3", "--vocab_size", "60",
                              "--num_avg", "2", "--nj", "1", *map(str, options)],
                             cwd=work, capture_output=True, text=True)
@@ -101,7 +117,7 @@ def _run_recipe(recipe: str, work: Path, *options):
     return elapsed, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
-def _check_outputs(work: Path, name: str, test_keys):
+def _check_outputs(work: Path, name: str, test_keys, dev=True):
     final = work / "exp" / name / "final"
     model = ChunkFormerModel.from_pretrained(final)
     assert len(model.vocab) > 2
@@ -110,13 +126,13 @@ def _check_outputs(work: Path, name: str, test_keys):
     lines = (decodes[0] / "text").read_text(encoding="utf-8").splitlines()
     assert sorted(line.split(maxsplit=1)[0] for line in lines) == sorted(test_keys)
     assert (decodes[0] / "scores.txt").read_text().startswith("WER")
-    assert sorted((work / "exp" / name).glob("decode_dev_*"))
+    assert not dev or sorted((work / "exp" / name).glob("decode_dev_*"))
 
 
 def _check_time(name, wall, cpu):
     """Under 60 s: the CPU time of all the recipe's processes is checked, since wall time on a
     shared machine depends on its load (on an idle 2-core machine wall time is below it)."""
-    print(f"{name} recipe stages 0-5: {wall:.1f} s wall, {cpu:.1f} s CPU, load average "
+    print(f"{name}: {wall:.1f} s wall, {cpu:.1f} s CPU, load average "
           f"{os.getloadavg()[0]:.1f}")
     assert cpu < 60, f"{name}: {cpu:.1f} CPU seconds"
 
@@ -146,10 +162,10 @@ def test_commonvoice_recipe(tmp_path, speech):
                           "--train_config", _tiny_config(tmp_path), "--name", "tiny")
     # Common Voice rows have no key column: keys come from the clip path (without extension)
     _check_outputs(work, "tiny", [Path(k).stem for k in keys["test"]])
-    _check_time("commonvoice", *elapsed)
+    _check_time("commonvoice stages 0-5", *elapsed)
 
 
-def test_vlsp_recipe(tmp_path, speech):
+def test_vlsp_recipe(tmp_path, speech, ref_model_dir):
     root = tmp_path / "vlsp2020"
     keys = {}
     for split, idx in SPLITS.items():
@@ -166,4 +182,21 @@ def test_vlsp_recipe(tmp_path, speech):
     elapsed = _run_recipe("vlsp", work, "--vlsp_root", root,
                           "--train_config", _tiny_config(tmp_path), "--name", "tiny")
     _check_outputs(work, "tiny", keys["test"])
-    _check_time("vlsp", *elapsed)
+    _check_time("vlsp stages 0-5", *elapsed)
+
+    # fine-tuning a released-layout model (the reference-small fixture stands in for the large
+    # release) on the same data: released vocabulary with its OOV report, init_from, freezing
+    elapsed = _run_recipe("vlsp", work, "--pretrained", ref_model_dir, "--name", "ft",
+                          "--train_config", _finetune_config(tmp_path), "--decode_sets", "test",
+                          stages=(2, 5))
+    assert (work / "data" / "lang_released" / "oov.tsv").is_file()
+    _check_outputs(work, "ft", keys["test"], dev=False)
+    start = ChunkFormerModel.from_pretrained(ref_model_dir).state_dict()
+    final = ChunkFormerModel.from_pretrained(work / "exp" / "ft" / "final").state_dict()
+    assert final.keys() == start.keys()
+    for name in start:
+        if name.startswith("encoder.embed."):  # frozen by finetune_large.yaml
+            assert torch.equal(final[name], start[name]), name
+    assert any(not torch.equal(final[n], start[n]) for n in start
+               if n.startswith("encoder.encoders.") and start[n].is_floating_point())
+    _check_time("vlsp fine-tuning stages 2-5", *elapsed)
