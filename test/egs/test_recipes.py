@@ -179,9 +179,10 @@ def test_vlsp_recipe(tmp_path, speech, ref_model_dir):
             keys.setdefault(split, []).append(f"utt_{i:03d}")
     work = tmp_path / "egs" / "vlsp"
     work.mkdir(parents=True)
-    elapsed = _run_recipe("vlsp", work, "--vlsp_root", root,
+    # dev decoding is the same stage-5 code the Common Voice test runs: test only, to save time
+    elapsed = _run_recipe("vlsp", work, "--vlsp_root", root, "--decode_sets", "test",
                           "--train_config", _tiny_config(tmp_path), "--name", "tiny")
-    _check_outputs(work, "tiny", keys["test"])
+    _check_outputs(work, "tiny", keys["test"], dev=False)
     _check_time("vlsp stages 0-5", *elapsed)
 
     # fine-tuning a released-layout model (the reference-small fixture stands in for the large
