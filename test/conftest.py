@@ -4,6 +4,7 @@ reference test vectors in ``shared/fixtures/reference-small`` (see its README.md
 Nothing is downloaded: speech comes from espeak-ng, conversions from sox (both Debian packages
 that the test command installs; a missing one fails the tests with the install command).
 """
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -67,12 +68,16 @@ def vi_speech(tmp_path_factory) -> list:
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """``shared/fixtures/reference-small`` above this checkout (CI: ``<clone>/../shared``)."""
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "fixtures" / "reference-small"
+    """``shared/fixtures/reference-small`` above this checkout (CI: ``<clone>/../shared``), or
+    under ``$CHUNKFORMER_SHARED`` when set."""
+    roots = [Path(os.environ["CHUNKFORMER_SHARED"])] if "CHUNKFORMER_SHARED" in os.environ else []
+    roots += [parent / "shared" for parent in Path(__file__).resolve().parents]
+    for root in roots:
+        candidate = root / "fixtures" / "reference-small"
         if candidate.is_dir():
             return candidate
-    pytest.fail("shared/fixtures/reference-small not found above the repository", pytrace=False)
+    pytest.fail("shared/fixtures/reference-small not found above the repository "
+                "(set CHUNKFORMER_SHARED to the shared folder)", pytrace=False)
 
 
 @pytest.fixture(scope="session")
