@@ -49,6 +49,8 @@ def build_model(cfg: dict, tokenizer):
     init_from = cfg["train"].pop("init_from", None)
     if init_from:
         model = ChunkFormerModel.from_pretrained(init_from)
+        if cfg["data"].get("cmvn"):
+            logging.info("data.cmvn not used: %s brings its own CMVN statistics", init_from)
         logging.info("initialised from %s (all %d tensors loaded)\n%s", init_from,
                      len(model.state_dict()), model.load_report)
         return model
