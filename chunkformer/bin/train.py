@@ -29,7 +29,7 @@ from chunkformer.data.tokenizer import load_tokenizer
 from chunkformer.encoder.cmvn import GlobalCMVN, read_cmvn
 from chunkformer.model import ChunkFormerModel
 from chunkformer.pretrained import build_modules, save_folder
-from chunkformer.training.distributed import init_distributed
+from chunkformer.training.distributed import init_distributed, shutdown
 from chunkformer.training.optim import freeze, trainable_summary
 from chunkformer.training.trainer import Trainer
 
@@ -114,6 +114,7 @@ def main(argv=None):
     if args.resume and not trainer.resume():
         logging.info("--resume: no checkpoint in %s yet, starting fresh", exp)
     metrics = trainer.fit()
+    shutdown(env)
     if env.is_main:
         print(f"done: step {trainer.step}, dev {metrics}; checkpoints in {trainer.ckpt.dir}, "
               f"tensorboard: {exp / 'tensorboard'}")

@@ -54,3 +54,11 @@ def all_reduce_sum(values, env: DistEnv):
 def barrier(env: DistEnv):
     if env.distributed:
         dist.barrier()
+
+
+def shutdown(env: DistEnv):
+    """Wait for every rank, then tear the process group down (a gloo group left alive at exit
+    aborts the interpreter: "terminate called without an active exception")."""
+    if env.distributed and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
