@@ -13,7 +13,6 @@ from chunkformer.data.tokenizer import (
     BpeTokenizer, CharTokenizer, VocabTokenizer, load_tokenizer, measure_coverage, spell)
 from chunkformer.data.vocab import Vocabulary
 
-RELEASED = Path(__file__).resolve().parents[3] / "shared/fixtures/reference-small/model"
 LETTERS = ("aăâbcdđeêghiklmnoôơpqrstuưvxyàảãáạằẳẵắặầẩẫấậèẻẽéẹềểễếệìỉĩíịòỏõóọồổỗốộờởỡớợùủũúụừửữứự"
            "ỳỷỹýỵ")
 NOISE = "0123456789'" + " \t\n\u00a0" + ".,!?;:-\"()%/…–€$@_"
@@ -114,8 +113,8 @@ def test_bpe_reports_unknown_characters(bpe):
     assert normalize_text(bpe.decode(ids)) == "số và số thẻ"  # <unk> never in decoded text
 
 
-def test_vocab_tokenizer_on_released_vocab():
-    tokenizer = load_tokenizer(RELEASED)
+def test_vocab_tokenizer_on_released_vocab(ref_model_dir):
+    tokenizer = load_tokenizer(ref_model_dir)
     assert type(tokenizer) is VocabTokenizer
     ids, unknown = tokenizer.encode("Chào anh")
     assert [tokenizer.vocab.tokens[i] for i in ids] == ["▁chà", "o", "▁anh"] and unknown == []
