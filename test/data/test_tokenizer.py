@@ -3,7 +3,6 @@ sentences and random strings; unknown characters reported (with counts), never d
 import random
 import unicodedata
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
