@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The default recipe, end to end on a CPU: synthesise a Vietnamese banking call-center corpus
+# offline (espeak-ng), train a small ChunkFormer from scratch, average, decode the held-out test
+# set (unseen sentences and voices) and score it, overall and per channel.
+#   bash run.sh                        # stages 0-5, about 20 minutes on 2 CPU cores
+#   bash run.sh --stage 5              # decode and score again
+#   bash run.sh --num_train 30 --max_steps 5 --exp_dir /tmp/e --data_dir /tmp/d   # smoke run
+# Stages: 0 synthesise corpus, 1 lists + CMVN, 2 BPE vocabulary, 3 train, 4 average, 5 decode.
+# A rerun skips finished stages (.done markers hold their settings); an interrupted training
+# resumes from its last checkpoint. The model folder is <exp_dir>/final (released layout).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=0
+stop_stage=5
+install=true                 # run tools/install.sh first (idempotent: only checks when done)
+data_dir=data/default
+exp_dir=exp/default
+config=conf/train_default.yaml
+num_train=3000               # corpus size (utterances; about 3.6 s each)
+num_dev=100
+num_test=200
+telephone_fraction=0.5
+seed=0
+nj=2                         # parallel jobs for synthesis and CMVN
+vocab_size=300               # BPE pieces: ~0.4 tokens per encoder frame, none too long for CTC
+max_steps=1200               # optimizer steps; the warm-up + cosine schedule spans them
+overrides=""                 # more trainer settings, "section.key=value ..."
+average_num=5
+average_mode=best            # best (dev loss) | last
+decode_mode=ctc_greedy
+decode_chunk_size=0          # ≤ 0: full context; e.g. 32 with 32 left / 8 right for streaming
+decode_left_context=0
+decode_right_context=0
+_options="stage stop_stage install data_dir exp_dir config num_train num_dev num_test
+  telephone_fraction seed nj vocab_size max_steps overrides average_num average_mode
+  decode_mode decode_chunk_size decode_left_context decode_right_context"
+. tools/parse_options.sh
+
+log() {
+  local fname=${BASH_SOURCE[1]##*/}
+  echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+# done_with <marker> <settings>: the stage finished before with these settings.
+done_with() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+timed() {  # timed <stage>: log how long the stage took (it started at $t0), keep it
+  local s=$(( $(date +%s) - t0 )) f=$exp_dir/timings.txt
+  log "stage $1 took ${s} s"
+  { grep -v "^stage $1:" "$f" 2>/dev/null || true; echo "stage $1: ${s} s"; } | sort > "$f.new"
+  mv "$f.new" "$f"
+}
+
+mkdir -p "$exp_dir"
+echo "cd $(pwd) && bash run.sh $*" > "$exp_dir/run.sh"  # the command that made this experiment
+if [ "$install" = true ]; then bash tools/install.sh; fi
+corpus="$num_train $num_dev $num_test $telephone_fraction $seed"
+lang=$data_dir/lang_bpe$vocab_size
+
+if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
+  log "Stage 0: synthesise the corpus ($num_train/$num_dev/$num_test utterances)"
+  t0=$(date +%s)
+  if ! done_with "$data_dir/corpus/.done" "$corpus"; then
+    python -m chunkformer.bin.synthesize_corpus --out_dir "$data_dir/corpus" \
+      --num_train "$num_train" --num_dev "$num_dev" --num_test "$num_test" --seed "$seed" \
+      --telephone_fraction "$telephone_fraction" --jobs "$nj" --no_progress
+    echo "$corpus" > "$data_dir/corpus/.done"
+  fi
+  timed 0
+fi
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+  log "Stage 1: checked lists, per-channel test lists, global CMVN"
+  t0=$(date +%s)
+  if ! done_with "$data_dir/.lists.done" "$corpus"; then
+    for split in train dev test; do
+      python -m chunkformer.bin.prepare_data --data "$data_dir/corpus/$split/data.list" \
+        --output "$data_dir/$split/data.list" --require_text --num_workers "$nj"
+    done
+    for channel in telephone wideband; do  # the synthesiser tags each row with its channel
+      grep "\"channel\": \"$channel\"" "$data_dir/test/data.list" \
+        > "$data_dir/test/$channel.list" || true
+    done
+    python -m chunkformer.bin.compute_cmvn --data "$data_dir/train/data.list" \
+      --output "$data_dir/train/global_cmvn" --num_workers "$nj" --max_utts 1000 --seed "$seed"
+    echo "$corpus" > "$data_dir/.lists.done"
+  fi
+  timed 1
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+  log "Stage 2: BPE vocabulary of $vocab_size pieces"
+  t0=$(date +%s)
+  if ! done_with "$lang/.done" "$corpus"; then
+    python -m chunkformer.bin.build_vocab --data "$data_dir/train/data.list" --kind bpe \
+      --vocab_size "$vocab_size" --output_dir "$lang"
+    echo "$corpus" > "$lang/.done"
+  fi
+  timed 2
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+  log "Stage 3: train $config for $max_steps steps → $exp_dir"
+  t0=$(date +%s)
+  if [ ! -f "$exp_dir/.train.done" ]; then
+    resume=""
+    [ -f "$exp_dir/checkpoints/latest" ] && resume="--resume"
+    # jemalloc, and OpenMP threads that sleep instead of spinning at barriers: on a shared
+    # machine spinning threads make a 2-thread step up to 10x slower.
+    ( . tools/env.sh && export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} &&
+      python -m chunkformer.bin.train --config "$config" --exp_dir "$exp_dir" $resume \
+        --override tokenizer.path="$lang/bpe.model" data.train="$data_dir/train/data.list" \
+          data.dev="$data_dir/dev/data.list" data.cmvn="$data_dir/train/global_cmvn" \
+          train.max_steps="$max_steps" train.seed="$seed" $overrides )
+    touch "$exp_dir/.train.done"
+  fi
+  speed=$(grep -o '"audio_sec_per_sec": [0-9.]*' "$exp_dir/train_log.jsonl" \
+    | awk '{s += $2; n++} END {if (n) printf "%.1f", s / n}')
+  log "training throughput: ${speed:-?} audio seconds per second (mean of the logged windows)"
+  skipped=$(cut -f3 "$exp_dir/skipped.tsv" 2>/dev/null | cut -d: -f1 | sort | uniq -c | xargs)
+  log "items skipped in training: ${skipped:-none} (see $exp_dir/skipped.tsv)"
+  timed 3
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+  log "Stage 4: average $average_num checkpoints ($average_mode) → $exp_dir/final"
+  t0=$(date +%s)
+  python -m chunkformer.bin.average_model --exp_dir "$exp_dir" --num "$average_num" \
+    --mode "$average_mode" --out "$exp_dir/final"
+  timed 4
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+  log "Stage 5: decode the held-out test set ($decode_mode, context" \
+    "$decode_chunk_size/$decode_left_context/$decode_right_context)"
+  t0=$(date +%s)
+  mkdir -p "$exp_dir/decode_test"
+  for name in all telephone wideband; do
+    list=$data_dir/test/$name.list; [ $name = all ] && list=$data_dir/test/data.list
+    out=$exp_dir/decode_test/$name
+    echo "(no utterances)" > "$out.score"
+    [ -s "$list" ] || continue
+    python -m chunkformer.bin.recognize --model_dir "$exp_dir/final" --data "$list" \
+      --output_dir "$out" --mode "$decode_mode" --chunk_size "$decode_chunk_size" \
+      --left_context_size "$decode_left_context" \
+      --right_context_size "$decode_right_context" > "$out.log" 2>&1
+    grep '^WER' "$out.log" > "$out.score" || true
+  done
+  timed 5
+  log "Held-out test results (unseen sentences and voices):"
+  for name in all telephone wideband; do
+    printf '  %-10s %s\n' "$name" "$(cat "$exp_dir/decode_test/$name.score")"
+  done
+  log "Per-stage timings:"; sed 's/^/  /' "$exp_dir/timings.txt"
+  log "Model (released layout): $exp_dir/final   errors: $exp_dir/decode_test/*/errors.tsv"
+  log "Training logs: tensorboard --logdir $exp_dir/tensorboard   ($exp_dir/train_log.jsonl)"
+fi
