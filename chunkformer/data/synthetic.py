@@ -33,7 +33,6 @@ import soundfile as sf
 from tqdm import tqdm
 
 from chunkformer.data.augment import NOISE_KINDS, TELEPHONE_RATE, colored_noise, telephone_line
-from chunkformer.data.augment import mulaw_decode, mulaw_encode  # noqa: F401 (tests use these)
 
 DIGITS = ("không", "một", "hai", "ba", "bốn", "năm", "sáu", "bảy", "tám", "chín")
 

@@ -10,10 +10,11 @@ import pytest
 import soundfile as sf
 
 from chunkformer.bin.synthesize_corpus import main
+from chunkformer.data.augment import mulaw_decode, mulaw_encode
 from chunkformer.data.manifest import read_manifest
 from chunkformer.data.synthetic import (
     HELD_OUT_VARIANTS, TEMPLATES, TRAIN_VARIANTS, date_to_words, digits_to_words, fill_template,
-    money_to_words, mulaw_decode, mulaw_encode, number_to_words, plan_corpus, time_to_words,
+    money_to_words, number_to_words, plan_corpus, time_to_words,
     write_corpus)
 from chunkformer.data.text import normalize_text
 
