@@ -64,7 +64,8 @@ class ChunkRelPositionAttention(nn.Module):
         kv = torch.stack((self.linear_k(x), self.linear_v(x))).view(2, g * c, d)
         front = cache if cache is not None else kv.new_zeros(2, left, d)
         seq = torch.cat((front, kv, kv.new_zeros(2, right, d)), dim=1)  # (2, L+GC+R, D)
-        new_cache = seq[:, cache_at:cache_at + left] if cache_at is not None else None
+        # a copy, not a view: a view would keep every layer's whole (2, L+GC+R, D) sequence alive
+        new_cache = seq[:, cache_at:cache_at + left].clone() if cache_at is not None else None
 
         p = self.linear_pos(pos.to(x.dtype)).view(-1, self.h, self.d_k).permute(1, 2, 0)
         q_u = (q + self.pos_bias_u).transpose(1, 2)  # (G, H, C, dk)

@@ -46,7 +46,7 @@ class ChunkConvolution(nn.Module):
         h = F.glu(h, dim=-1).reshape(g * c, d)  # (GC, D)
         front = cache if cache is not None else h.new_zeros(p, d)
         seq = torch.cat((front, h, h.new_zeros(p, d)))  # (p + GC + p, D)
-        new_cache = seq[cache_at:cache_at + p] if cache_at is not None else None
+        new_cache = seq[cache_at:cache_at + p].clone() if cache_at is not None else None  # no view
         win = seq.unfold(0, c + 2 * p, c)  # (G, D, C + 2p)
         win = win.masked_fill(~layout.conv_valid.unsqueeze(1), 0.0)
         y = self.depthwise_conv(win).transpose(1, 2)  # (G, C, D)
