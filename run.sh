@@ -116,7 +116,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   speed=$(grep -o '"audio_sec_per_sec": [0-9.]*' "$exp_dir/train_log.jsonl" \
     | awk '{s += $2; n++} END {if (n) printf "%.1f", s / n}')
   log "training throughput: ${speed:-?} audio seconds per second (mean of the logged windows)"
-  skipped=$(cut -f3 "$exp_dir/skipped.tsv" 2>/dev/null | cut -d: -f1 | sort | uniq -c | xargs)
+  skipped=$(cut -f4 "$exp_dir/skipped.tsv" 2>/dev/null | cut -d: -f1 | sort | uniq -c | xargs)
   log "items skipped in training: ${skipped:-none} (see $exp_dir/skipped.tsv)"
   timed 3
 fi

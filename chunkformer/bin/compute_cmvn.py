@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from chunkformer.data.audio import AudioError, load_audio
 from chunkformer.data.features import compute_fbank
-from chunkformer.data.manifest import ManifestError, Utterance, read_manifest
+from chunkformer.bin.common import read_rows_or_exit
+from chunkformer.data.manifest import Utterance
 from chunkformer.data.skips import SkipLog
 from chunkformer.encoder.cmvn import write_cmvn
 
@@ -118,15 +119,10 @@ def subsample(rows: List[Utterance], max_utts: int, seed: int) -> List[Utterance
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    try:
-        rows = read_manifest(args.data, args.audio_root)
-    except ManifestError as e:
-        sys.exit(f"error: {e}")
+    rows = read_rows_or_exit(args.data, args.audio_root)
     rows = subsample(rows, args.max_utts, args.seed)
     stats = compute_stats(rows, args.num_mel_bins, args.num_workers)
-    skips = SkipLog()
-    for row, reason in stats.skipped:
-        skips.add(row, reason)
+    skips = SkipLog(stats.skipped)
     if stats.frames == 0:
         sys.exit(f"error: no frames from {len(rows)} utterances ({skips.summary()})")
     write_cmvn(args.output, stats.sums, stats.squares, stats.frames)

@@ -15,7 +15,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from chunkformer.data.manifest import KEY_MODES, ManifestError, read_manifest
+from chunkformer.bin.common import add_key_mode_option, read_rows_or_exit
 from chunkformer.data.shards import SHARD_LIST, write_shards
 from chunkformer.data.skips import SkipLog
 
@@ -30,17 +30,13 @@ def get_parser():
     p.add_argument("--shuffle", action="store_true", help="seeded shuffle before packing")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num_workers", type=int, default=4, help="shards packed at once (threads)")
-    p.add_argument("--key_mode", default="plain", choices=KEY_MODES,
-                   help="how keys and paths appear in skipped.tsv")
+    add_key_mode_option(p, "skipped.tsv")
     return p
 
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    try:
-        rows = read_manifest(args.data, args.audio_root)
-    except ManifestError as e:
-        sys.exit(f"error: {e}")
+    rows = read_rows_or_exit(args.data, args.audio_root)
     if args.shuffle:
         random.Random(args.seed).shuffle(rows)
     out = Path(args.output_dir)
@@ -49,9 +45,7 @@ def main(argv=None):
             shards, skipped = write_shards(rows, out, args.shard_size, pool)
     except ValueError as e:
         sys.exit(f"error: {e}")
-    skips = SkipLog()
-    for row, reason in skipped:
-        skips.add(row, reason)
+    skips = SkipLog(skipped)
     skips.write(out / "skipped.tsv", args.key_mode)
     print(f"{len(rows) - len(skips)} utterances in {len(shards)} shards, {skips.summary()} "
           f"→ {out / SHARD_LIST}")

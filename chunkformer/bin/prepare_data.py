@@ -22,8 +22,8 @@ from typing import Optional, Tuple
 from tqdm import tqdm
 
 from chunkformer.data.audio import AudioError, audio_duration
-from chunkformer.data.manifest import (
-    KEY_MODES, ManifestError, Utterance, read_manifest, write_manifest)
+from chunkformer.bin.common import add_key_mode_option, read_rows_or_exit
+from chunkformer.data.manifest import Utterance, write_manifest
 from chunkformer.data.skips import SkipLog
 from chunkformer.data.text import normalize_text
 from chunkformer.data.utterance import DURATION_TOLERANCE
@@ -39,8 +39,7 @@ def get_parser():
     p.add_argument("--require_text", action="store_true",
                    help="leave out rows without a non-empty transcript (training lists)")
     p.add_argument("--num_workers", type=int, default=4, help="threads reading audio headers")
-    p.add_argument("--key_mode", default="plain", choices=KEY_MODES,
-                   help="how keys and paths appear in the skipped list")
+    add_key_mode_option(p, "<output>.skipped.tsv")
     return p
 
 
@@ -73,20 +72,13 @@ def prepare_row(row: Utterance, require_text: bool) -> Tuple[Optional[Utterance]
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    try:
-        rows = read_manifest(args.data, args.audio_root)
-    except ManifestError as e:
-        sys.exit(f"error: {e}")
+    rows = read_rows_or_exit(args.data, args.audio_root)
     work = partial(prepare_row, require_text=args.require_text)
     with ThreadPoolExecutor(max(1, args.num_workers)) as pool:
         results = list(tqdm(pool.map(work, rows), total=len(rows), unit="utt", desc="prepare",
                             file=sys.stderr))
-    kept, skips = [], SkipLog()
-    for row, (clean, reason) in zip(rows, results):
-        if clean is None:
-            skips.add(row, reason)
-        else:
-            kept.append(clean)
+    kept = [clean for clean, _ in results if clean is not None]
+    skips = SkipLog((row, reason) for row, (clean, reason) in zip(rows, results) if clean is None)
     output = Path(args.output)
     write_manifest(output, kept)
     skips.write(output.with_name(output.name + ".skipped.tsv"), args.key_mode)

@@ -11,6 +11,11 @@ seconds; longer ones chunk by chunk with caches (bounded memory, same result). W
 ``<output_dir>/text``, ``result.jsonl`` (word timings), ``skipped.tsv`` and, with references,
 ``errors.tsv``; ``--srt`` adds one subtitle file per recording. Unreadable items are reported
 and skipped; the exit code is non-zero only if nothing could be decoded.
+
+Call ids may carry phone numbers: ``--key_mode hash`` writes every id (and audio path) hashed, in
+the outputs, reports and logs alike, so files still join on it; ``--key_mode omit`` leaves ids
+and paths out of logs and ``skipped.tsv``, and names utterances in ``text``, ``result.jsonl``,
+``errors.tsv`` and SRT files by their 1-based position in the input list.
 """
 import argparse
 import json
@@ -23,7 +28,9 @@ import torch
 from tqdm import tqdm
 
 from chunkformer.data.audio import INT16_SCALE, AudioError, audio_duration, load_audio
-from chunkformer.data.manifest import ManifestError, read_manifest, read_text
+from chunkformer.bin.common import add_key_mode_option
+from chunkformer.data.manifest import ManifestError, display_key, read_manifest, read_text
+from chunkformer.data.skips import SkipLog
 from chunkformer.data.text import normalize_text
 from chunkformer.decoding.batch import MODES, check_mode, decode_features, frame_budget
 from chunkformer.decoding.endless import decode_long
@@ -57,6 +64,7 @@ def get_parser():
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="autocast dtype (softmax and CTC stay float32)")
     p.add_argument("--num_threads", type=int, default=0, help="torch threads (0: default)")
+    add_key_mode_option(p, "outputs, reports and logs (omit: outputs number them)")
     return p
 
 
@@ -67,8 +75,9 @@ class Recognizer:
         self.model, self.args, self.out = model, args, out
         self.text = open(out / "text", "w", encoding="utf-8")
         self.jsonl = open(out / "result.jsonl", "w", encoding="utf-8")
-        self.skipped = []
-        self.hyps = {}
+        self.skips = SkipLog()
+        self.hyps = {}  # name → hypothesis
+        self.names = {}  # key → its name in the outputs
         if args.srt:
             (out / "srt").mkdir(exist_ok=True)
 
@@ -77,7 +86,9 @@ class Recognizer:
         budget = frame_budget(args.total_batch_duration) * 0.01 * 2  # seconds per batch
         batch, batch_secs = [], 0.0
         with tqdm(total=len(items), unit="utt", desc="recognize", file=sys.stderr) as bar:
-            for item in items:
+            for position, item in enumerate(items, start=1):
+                self.names[item.key] = (str(position) if args.key_mode == "omit"
+                                        else display_key(item.key, args.key_mode))
                 try:
                     duration = self.duration(item)
                     if duration > args.long_form_threshold:
@@ -127,18 +138,21 @@ class Recognizer:
         return len(batch)
 
     def emit(self, item, result):
-        result.key = item.key
-        self.hyps[item.key] = result.text
-        self.text.write(f"{item.key} {result.text}\n")
+        result.key = name = self.names[item.key]
+        self.hyps[name] = result.text
+        self.text.write(f"{name} {result.text}\n")
         row = result.as_dict()
         row["segments"] = result.segments(self.args.max_silence_duration)
         self.jsonl.write(json.dumps(row, ensure_ascii=False) + "\n")
         if self.args.srt:
-            write_srt(self.out / "srt" / f"{item.key}.srt", row["segments"])
+            write_srt(self.out / "srt" / f"{name}.srt", row["segments"])
 
     def skip(self, item, reason: str):
-        logging.warning("skipped %s (%s): %s", item.key, item.audio, reason)
-        self.skipped.append((item.key, str(item.audio), reason))
+        self.skips.add(item, reason)
+        key, audio, why = self.skips.entries[-1]
+        mode = self.args.key_mode
+        logging.warning("skipped %s (%s): %s", display_key(key, mode), display_key(audio, mode),
+                        why)
 
 
 def write_srt(path: Path, segments):
@@ -192,12 +206,12 @@ def main(argv=None):
     device_type = torch.device(args.device).type
     with torch.autocast(device_type, dtype=dtype) if dtype else nullcontext():
         recognizer.run(items)
-    with open(out / "skipped.tsv", "w", encoding="utf-8") as f:
-        f.writelines(f"{k}\t{p}\t{r}\n" for k, p, r in recognizer.skipped)
+    recognizer.skips.write(out / "skipped.tsv", args.key_mode)
     decoded = len(recognizer.hyps)
-    print(f"decoded {decoded}, skipped {len(recognizer.skipped)} → {out / 'text'}")
+    print(f"decoded {decoded}, {recognizer.skips.summary()} → {out / 'text'}")
     if refs:
-        score(recognizer.hyps, refs, out)
+        score(recognizer.hyps, {recognizer.names[k]: ref for k, ref in refs.items()
+                                if k in recognizer.names}, out)
     if decoded == 0:
         sys.exit(1)
 

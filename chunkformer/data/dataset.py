@@ -36,11 +36,19 @@ SKIP_KINDS = ("unreadable audio", "missing features", "empty transcript", "unkno
 
 
 class Skipped(NamedTuple):
-    """A row left out: its key and a one-line reason ``<kind>: <detail>`` (kind in
-    :data:`SKIP_KINDS`)."""
+    """A row left out: its key, a one-line reason ``<kind>: <detail>`` (kind in
+    :data:`SKIP_KINDS`; it never repeats the audio path, so reports can hide that) and its
+    audio path."""
 
     key: str
     reason: str
+    audio: str = ""
+
+    @classmethod
+    def of(cls, row, reason: str) -> "Skipped":
+        """The Skipped of manifest ``row``; an ``<audio>: `` prefix of ``reason`` is dropped."""
+        audio = str(row.audio)
+        return cls(row.key, reason.replace(f"{audio}: ", "", 1), audio)
 
     @property
     def kind(self) -> str:
@@ -90,7 +98,7 @@ def write_feats_scp(rows: Sequence, out_prefix, num_mel_bins: int = 80) -> Tuple
             try:
                 wave = load_audio(row.audio, start=row.start, end=row.end)
             except AudioError as e:
-                skipped.append(Skipped(row.key, f"unreadable audio: {e}"))
+                skipped.append(Skipped.of(row, f"unreadable audio: {e}"))
                 continue
             writer(row.key, compute_fbank(wave, num_mel_bins).numpy())
     return scp, skipped
@@ -145,9 +153,9 @@ class ExampleBuilder:
                 raise _Skip(f"transcript too long: {targets.numel()} tokens for "
                             f"{encoder_frames} encoder frames ({seconds:.2f} s)")
         except _Skip as e:
-            return Skipped(row.key, str(e))
+            return Skipped.of(row, str(e))
         except AudioError as e:
-            return Skipped(row.key, f"unreadable audio: {e}")
+            return Skipped.of(row, f"unreadable audio: {e}")
         return {"key": row.key, "feats": feats, "targets": targets, "audio_seconds": seconds}
 
     def _targets(self, text: Optional[str]) -> torch.Tensor:

@@ -8,7 +8,7 @@ phone numbers.
 """
 from collections import Counter
 from pathlib import Path
-from typing import List, Tuple
+from typing import Iterable, List, Tuple
 
 from chunkformer.data.manifest import Utterance, display_key
 
@@ -16,14 +16,17 @@ from chunkformer.data.manifest import Utterance, display_key
 class SkipLog:
     """Collects (key, audio, reason) for every row a job leaves out."""
 
-    def __init__(self):
+    def __init__(self, rows: Iterable[Tuple[Utterance, str]] = ()):
         self.entries: List[Tuple[str, str, str]] = []
+        for row, reason in rows:
+            self.add(row, reason)
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def add(self, row: Utterance, reason: str) -> None:
-        self.entries.append((row.key, row.audio, reason.removeprefix(f"{row.audio}: ")))
+        audio = str(row.audio)
+        self.entries.append((row.key, audio, reason.removeprefix(f"{audio}: ")))
 
     def counts(self) -> Counter:
         """Category → number of rows."""

@@ -51,6 +51,15 @@ def all_reduce_sum(values, env: DistEnv):
     return t.tolist()
 
 
+def gather_to_main(items: list, env: DistEnv) -> list:
+    """Every rank's ``items`` (picklable), concatenated in rank order on rank 0; [] elsewhere."""
+    if not env.distributed:
+        return list(items)
+    parts = [None] * env.world_size if env.is_main else None
+    dist.gather_object(list(items), parts, dst=0)
+    return [x for part in parts for x in part] if env.is_main else []
+
+
 def barrier(env: DistEnv):
     if env.distributed:
         dist.barrier()

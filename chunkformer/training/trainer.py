@@ -14,17 +14,19 @@ import math
 import random
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from chunkformer.data.manifest import display_key
 from chunkformer.data.text import normalize_text
 from chunkformer.decoding.batch import decode_features
 from chunkformer.decoding.metrics import error_counts
 from chunkformer.training.checkpoint import CheckpointDir, rng_state, set_rng_state
-from chunkformer.training.distributed import DistEnv, all_reduce_sum
+from chunkformer.training.distributed import DistEnv, all_reduce_sum, gather_to_main
 from chunkformer.training.optim import build_optimizer, build_scheduler
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -42,6 +44,8 @@ class Trainer:
             these lists (C ≤ 0: full context).
         val_context: (C, L, R) used to decode the dev set; log_every, val_every, save_every:
             in optimizer steps; keep_last / keep_best checkpoints; nan_limit.
+        key_mode: how utterance ids and audio paths appear in ``skipped.tsv`` ("plain",
+            "hash" or "omit": call ids may carry phone numbers).
         optim: lr, weight_decay, betas, eps, layer_decay, warmup_steps, scheduler, min_lr_ratio.
     """
 
@@ -52,7 +56,8 @@ class Trainer:
                  right_context_sizes: Sequence[int] = (0,),
                  val_context: Sequence[int] = (0, 0, 0), log_every: int = 10,
                  val_every: int = 500, save_every: int = 500, keep_last: int = 5,
-                 keep_best: int = 5, nan_limit: int = 10, optim: Optional[Dict] = None):
+                 keep_best: int = 5, nan_limit: int = 10, key_mode: str = "plain",
+                 optim: Optional[Dict] = None):
         optim = dict(optim or {})
         self.model, self.tokenizer, self.env = model, tokenizer, env
         self.train_data, self.dev_data = train_data, dev_data
@@ -64,6 +69,8 @@ class Trainer:
         self.val_context = tuple(val_context)
         self.log_every, self.val_every, self.save_every = log_every, val_every, save_every
         self.nan_limit = nan_limit
+        display_key("", key_mode)  # an unknown mode fails here, not at the first bad row
+        self.key_mode, self.skipped = key_mode, []  # rows this rank left out, not yet written
         self.schedule = dict(warmup_steps=optim.pop("warmup_steps", 0), max_steps=max_steps,
                              kind=optim.pop("scheduler", "cosine"),
                              min_lr_ratio=optim.pop("min_lr_ratio", 0.0))
@@ -96,6 +103,7 @@ class Trainer:
                     stats["audio_sec_per_sec"] = all_reduce_sum([seconds], self.env)[0] / max(
                         1e-9, time.time() - t0)
                     self.log("train", stats)
+                    self.write_skipped()
                     t0, seconds = time.time(), 0.0
                 if self.step % self.val_every == 0 or self.step == self.max_steps:
                     metrics = self.validate()
@@ -121,7 +129,7 @@ class Trainer:
         ctx = self.context()
         sums = {"loss": 0.0, "loss_ctc": 0.0, "loss_att": 0.0}
         for i, batch in enumerate(micro):
-            self.note_skipped(batch)
+            self.skipped += [(self.step, s) for s in batch.skipped]
             sync = i == len(micro) - 1 or self.ddp is None
             with (nullcontext() if sync else self.ddp.no_sync()), self.autocast():
                 if batch.feats.size(0) == 0:  # every item was bad: keep ranks in lockstep
@@ -203,6 +211,7 @@ class Trainer:
                 "position": self.position, "nan_run": self.nan_run}
 
     def save(self, metrics: Optional[Dict]):
+        self.write_skipped()
         if self.env.is_main:
             self.ckpt.save(self.state_dict(), self.step, metrics)
 
@@ -224,10 +233,15 @@ class Trainer:
         return True
 
     # ---------------------------------------------------------------- logging
-    def note_skipped(self, batch):
-        if batch.skipped and self.env.is_main:
+    def write_skipped(self):
+        """Append the rows every rank left out since the last call to ``skipped.tsv``
+        (``<step>\t<key>\t<audio>\t<reason>``); called by all ranks at the same steps."""
+        rows, self.skipped = gather_to_main(self.skipped, self.env), []
+        if rows:
+            show = partial(display_key, mode=self.key_mode)
             with open(self.exp_dir / "skipped.tsv", "a", encoding="utf-8") as f:
-                f.writelines(f"{self.step}\t{k}\t{r}\n" for k, r in batch.skipped)
+                f.writelines(f"{step}\t{show(s.key)}\t{show(s.audio)}\t{s.reason}\n"
+                             for step, s in rows)
 
     def log(self, split: str, stats: Dict):
         if not self.env.is_main:

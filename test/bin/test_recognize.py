@@ -123,7 +123,7 @@ def test_bad_inputs_are_skipped_and_counted(ref_model_dir, corpus, tmp_path, cap
     assert _run(["--model_dir", ref_model_dir, "--data", bad / "wav.scp", "--output_dir",
                  tmp_path / "out"]) == 0
     out = capsys.readouterr().out
-    assert "decoded 2, skipped 6" in out
+    assert "decoded 2, 6 skipped (" in out
     skipped = [line.split("\t") for line in open(tmp_path / "out" / "skipped.tsv")]
     assert sorted(s[0] for s in skipped) == sorted(
         ["missing", "notaudio", "empty", "short", "nan", "truncated"])
@@ -155,3 +155,35 @@ def test_console_entry_point_runs(ref_model_dir, corpus, tmp_path):
                         str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "text").read_text().startswith(items[1][0])
+
+
+@pytest.mark.parametrize("mode", ["hash", "omit"])
+def test_key_mode_keeps_call_ids_out_of_every_file_and_log(ref_model_dir, corpus, tmp_path,
+                                                           mode, capsys, caplog):
+    """Ids that carry phone numbers appear nowhere (files, stdout, logs); results still join."""
+    from chunkformer.data.manifest import display_key
+
+    root, items = corpus
+    ids = [f"call_0912345{n:03d}" for n in range(len(items))]
+    missing = "call_0987654321"
+    (root / "calls.list").write_text("".join(
+        json.dumps({"key": k, "wav": str(p), "txt": t}, ensure_ascii=False) + "\n"
+        for k, (_, p, t) in zip(ids, items)) + json.dumps(
+        {"key": missing, "wav": str(root / f"{missing}.wav"), "txt": "x"}) + "\n")
+    out = tmp_path / mode
+    with caplog.at_level("INFO"):
+        assert _run(["--model_dir", ref_model_dir, "--data", root / "calls.list",
+                     "--output_dir", out, "--key_mode", mode, "--srt"]) == 0
+    printed = capsys.readouterr()
+    shown = [p.read_text(encoding="utf-8") for p in out.rglob("*") if p.is_file()]
+    shown += [printed.out, printed.err, caplog.text, *(p.name for p in out.rglob("*"))]
+    assert not any("0912345" in s or "0987654321" in s for s in shown)
+    names = ([display_key(k, "hash") for k in ids] if mode == "hash"
+             else [str(n) for n in range(1, len(ids) + 1)])
+    assert sorted(_text(out / "text")) == sorted(names)
+    assert [json.loads(line)["key"] for line in open(out / "result.jsonl")] == names
+    assert sorted(p.stem for p in (out / "srt").iterdir()) == sorted(names)
+    rows = [line.rstrip("\n").split("\t") for line in open(out / "skipped.tsv")]
+    expected = display_key(missing, mode)
+    assert [r[0] for r in rows] == [expected] and rows[0][2] == "file not found"
+    assert "WER" in printed.out and (out / "errors.tsv").exists()  # refs joined by name

@@ -25,7 +25,7 @@ def test_padded_batch():
         assert torch.equal(batch.targets[row, :u], item["targets"])
         assert (batch.targets[row, u:] == -1).all()
     assert abs(batch.audio_seconds - 1.9) < 1e-9
-    assert batch.skipped == [("bad", "empty transcript")]
+    assert batch.skipped == [Skipped("bad", "empty transcript")]
     moved = batch.to("cpu")
     assert torch.equal(moved.feats, batch.feats) and moved.skipped == batch.skipped
 
@@ -34,5 +34,5 @@ def test_all_skipped_gives_an_empty_batch():
     batch = collate([Skipped("x", "too short: 3 fbank frames")], num_mel_bins=40)
     assert batch.feats.shape == (0, 0, 40) and batch.targets.shape == (0, 0)
     assert batch.feats_lens.numel() == 0 and batch.audio_seconds == 0.0
-    assert [k for k, _ in batch.skipped] == ["x"]
+    assert [s.key for s in batch.skipped] == ["x"]
     assert collate([]).feats.shape == (0, 0, 80)

@@ -37,7 +37,7 @@ def test_bad_rows_skipped_and_counted(tmp_path, rows, caplog):
     batches = list(data.batches(0))
     assert len(batches) == data.num_batches(0) > 1
     assert sorted(k for b in batches for k in b.keys) == sorted(r.key for r in rows)
-    skipped = {k: r for b in batches for k, r in b.skipped}
+    skipped = {s.key: s.reason for b in batches for s in b.skipped}
     assert {k: r.split(":")[0] for k, r in skipped.items()} == kinds
     assert sum(data.skip_counts.values()) == len(bad)
     assert "6 items skipped" in caplog.text and "unreadable audio 2" in caplog.text

@@ -146,3 +146,39 @@ def test_average_and_fine_tune_from_folder(experiment, tmp_path):
     tuned = _weights(tmp_path / "ft")
     loaded = model.state_dict()
     assert set(tuned) == set(loaded) and all(torch.equal(tuned[k], loaded[k]) for k in loaded)
+
+
+def test_bad_rows_skipped_with_hidden_ids_while_two_ranks_train_on(experiment, tmp_path):
+    """Every kind of bad row is left out with its reason, from both ranks, into one
+    skipped.tsv whose ids and paths are hashed (train.key_mode=hash); training finishes."""
+    from chunkformer.data.manifest import display_key
+
+    good = [json.loads(line) for line in open(experiment / "data.list")]
+    speech = good[0]["wav"]
+    wave, rate = sf.read(speech, dtype="int16")
+    short, corrupt = tmp_path / "call_0912000005.wav", tmp_path / "call_0912000002.wav"
+    sf.write(short, wave[: int(0.2 * rate)], rate)
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(range(200)))
+    text = good[0]["txt"]
+    bad = {  # key → (audio, transcript, the reason's kind)
+        "call_0912000001": (tmp_path / "call_0912000001.wav", text, "unreadable audio"),
+        "call_0912000002": (corrupt, text, "unreadable audio"),
+        "call_0912000003": (speech, " ", "empty transcript"),
+        "call_0912000004": (speech, text + " жж", "unknown characters"),
+        "call_0912000005": (short, text + " " + text, "transcript too long"),
+    }
+    rows = good + [{"key": k, "wav": str(a), "txt": t, "duration": 1.0}
+                   for k, (a, t, _) in bad.items()]
+    (tmp_path / "train.list").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                                 for r in rows))
+    r = _train(experiment, tmp_path / "exp", "--override", f"data.train={tmp_path}/train.list",
+               "train.key_mode=hash", "train.max_steps=12", torchrun=True)
+    table = [line.rstrip("\n").split("\t") for line in open(tmp_path / "exp" / "skipped.tsv")]
+    kinds = {key: reason.split(":")[0] for _, key, _, reason in table}
+    assert kinds == {display_key(k, "hash"): kind for k, (_, _, kind) in bad.items()}
+    audios = {display_key(str(a), "hash") for a, _, _ in bad.values()}
+    assert {audio for _, _, audio, _ in table} <= audios
+    written = (tmp_path / "exp" / "skipped.tsv").read_text() + (
+        tmp_path / "exp" / "train_log.jsonl").read_text() + r.stdout + r.stderr
+    assert "0912" not in written
+    assert (tmp_path / "exp" / "checkpoints" / "step_00000012.pt").exists()

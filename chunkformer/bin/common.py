@@ -1,0 +1,24 @@
+"""What the command-line tools share: reading a list (or stopping with its one-line error) and
+the option that hashes or omits utterance ids in logs and reports (call ids may carry phone
+numbers)."""
+import argparse
+import sys
+from typing import List, Optional
+
+from chunkformer.data.manifest import KEY_MODES, ManifestError, Utterance, read_manifest
+
+
+def read_rows_or_exit(data, audio_root: Optional[str] = None) -> List[Utterance]:
+    """:func:`~chunkformer.data.manifest.read_manifest`, or exit with ``error: <file>:<line>:
+    <problem>``."""
+    try:
+        return read_manifest(data, audio_root)
+    except ManifestError as e:
+        sys.exit(f"error: {e}")
+
+
+def add_key_mode_option(parser: argparse.ArgumentParser, where: str) -> None:
+    """``--key_mode plain|hash|omit``: how utterance ids and audio paths appear in ``where``."""
+    parser.add_argument("--key_mode", default="plain", choices=KEY_MODES,
+                        help=f"how utterance ids and audio paths appear in {where}: as they are, "
+                             "hashed (16 hex digits of the SHA-256) or left out")
