@@ -8,6 +8,8 @@ absolute paths, so a list written from them works from anywhere):
 - folder holding ``wav.scp``: a Kaldi data dir, read as below.
 - any other folder: every audio file below it, sorted by relative path; key = relative path
   without extension, ``/`` → ``-``, whitespace → ``_`` (``spk1/call 02.wav`` → ``spk1-call_02``).
+  A same-named UTF-8 ``.txt`` beside an audio file (``call 02.txt``, the VLSP layout) is its
+  transcript, its lines joined with spaces.
 - JSON lines (first line starts with ``{``; WeNet's ``data.list``, NeMo manifests) and JSON
   arrays (first character ``[``; ``[{"utt_id", "audio_path", "text", ...}]``): one object per
   utterance, its fields named as in :data:`FIELDS`; any other field goes to ``labels``.
@@ -237,15 +239,27 @@ def read_kaldi(wav_scp, audio_root=None) -> List[Utterance]:
 
 
 def scan_folder(folder) -> List[Utterance]:
-    """Every audio file below ``folder`` (sorted) → rows keyed by relative path."""
+    """Every audio file below ``folder`` (sorted) → rows keyed by relative path, with the text
+    of a same-named ``.txt`` beside it when there is one."""
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*")
                    if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
     if not files:
         raise ManifestError(f"{folder}: no audio files ({' '.join(AUDIO_EXTENSIONS)}) found")
     return _unique((str(p.relative_to(folder)), Utterance(
-        key_from_path(p.relative_to(folder)), os.path.abspath(p), group=os.path.abspath(p)))
-        for p in files)
+        key_from_path(p.relative_to(folder)), os.path.abspath(p), _transcript_beside(p),
+        group=os.path.abspath(p))) for p in files)
+
+
+def _transcript_beside(audio: Path):
+    """The text of ``<audio stem>.txt`` (lines joined by spaces), or None without one."""
+    txt = audio.with_suffix(".txt")
+    if not txt.is_file():
+        return None
+    try:
+        return " ".join(txt.read_text(encoding="utf-8-sig").split())
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{txt}: not UTF-8 text ({e.reason} at byte {e.start})") from e
 
 
 def _is_table(path: Path, first_line: str) -> bool:

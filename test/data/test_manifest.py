@@ -41,6 +41,23 @@ def test_folder_is_scanned_recursively_and_sorted(tmp_path, vi_speech):
     rows = read_manifest(tmp_path)
     assert [r.key for r in rows] == ["a-c", "a-z_call", "b"]
     assert rows[1].audio == rows[1].group == str(tmp_path / "a/z call.FLAC")
+    assert [r.text for r in rows] == [None, None, None]
+
+
+def test_folder_pairs_audio_with_same_named_transcripts(tmp_path, vi_speech):
+    """The VLSP layout: <name>.wav + <name>.txt (several lines, BOM) → the row's text."""
+    src = vi_speech[0][0].read_bytes()
+    for name in ["spk1/u1.wav", "spk1/u2.wav", "u3.wav"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(src)
+    (tmp_path / "spk1/u1.txt").write_text("\ufeffxin chào\n  quý khách \n", encoding="utf-8")
+    (tmp_path / "u3.txt").write_text("cảm ơn", encoding="utf-8")
+    rows = read_manifest(tmp_path)
+    assert [(r.key, r.text) for r in rows] == [
+        ("spk1-u1", "xin chào quý khách"), ("spk1-u2", None), ("u3", "cảm ơn")]
+    (tmp_path / "u3.txt").write_bytes("cảm ơn".encode("cp1258", errors="replace") + b"\xff")
+    with pytest.raises(ManifestError, match="u3.txt: not UTF-8 text"):
+        read_manifest(tmp_path)
 
 
 def test_folder_errors(tmp_path, vi_speech):

@@ -102,7 +102,7 @@ def _run_recipe(recipe: str, work: Path, *options, stages=(0, 5)):
                     str(work)], check=True)
     # run.sh sources ../../tools/*.sh: give the copy the same relative layout
     (work.parent.parent / "tools").mkdir(exist_ok=True)
-    for name in ("parse_options.sh", "env.sh"):
+    for name in ("parse_options.sh", "env.sh", "asr_stages.sh"):
         subprocess.run(["cp", str(REPO / "tools" / name), str(work.parent.parent / "tools")],
                        check=True)
     t0, r0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)

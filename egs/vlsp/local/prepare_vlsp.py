@@ -2,8 +2,9 @@
 ``prepare_data`` reads. Two layouts (README.md):
 
 - audio with same-named transcripts: ``<split>/**/<name>.wav`` + ``<split>/**/<name>.txt``
-  (VLSP 2020 ASR; also .flac/.mp3/.ogg). Key: the path below ``<split>`` without extension,
-  ``/`` → ``-``, whitespace → ``_``. Audio without a transcript is counted and listed.
+  (VLSP 2020 ASR; any audio format ``read_manifest`` scans). Key: the path below ``<split>``
+  without extension, ``/`` → ``-``, whitespace → ``_``. Audio without a transcript is counted
+  and listed.
 - a Kaldi data dir (``<split>/wav.scp``, ``text``, optional ``segments``, ``utt2spk``,
   ``utt2dur``): copied, with ``wav.scp`` paths made absolute.
 
@@ -14,12 +15,9 @@ import shutil
 import sys
 from pathlib import Path
 
-AUDIO = (".wav", ".flac", ".mp3", ".ogg")
+from chunkformer.data.manifest import ManifestError, read_manifest
+
 KALDI_FILES = ("text", "segments", "utt2spk", "utt2dur")
-
-
-def key_of(rel: Path) -> str:
-    return "_".join("-".join(rel.with_suffix("").parts).split())
 
 
 def from_kaldi(src: Path, out: Path) -> int:
@@ -42,29 +40,22 @@ def from_kaldi(src: Path, out: Path) -> int:
 
 
 def from_pairs(src: Path, out: Path) -> int:
-    audio = sorted(p for p in src.rglob("*") if p.suffix.lower() in AUDIO and p.is_file())
-    if not audio:
-        sys.exit(f"{src}: no audio files ({' '.join(AUDIO)}) and no wav.scp")
-    wav_scp, text, missing, keys = [], [], [], set()
-    for path in audio:
-        key = key_of(path.relative_to(src))
-        if key in keys:
-            sys.exit(f"{path}: key {key} made twice (same name, other extension?)")
-        keys.add(key)
-        txt = path.with_suffix(".txt")
-        if not txt.is_file():
-            missing.append(str(path))
-            continue
-        transcript = " ".join(txt.read_text(encoding="utf-8-sig").split())
-        wav_scp.append(f"{key} {os.path.abspath(path)}\n")
-        text.append(f"{key} {transcript}\n")
-    out.joinpath("wav.scp").write_text("".join(wav_scp), encoding="utf-8")
-    out.joinpath("text").write_text("".join(text), encoding="utf-8")
+    """Audio files with same-named .txt transcripts (read_manifest's folder rule) → wav.scp, text."""
+    try:
+        rows = read_manifest(src)
+    except ManifestError as e:
+        sys.exit(f"error: {e}")
+    paired = [r for r in rows if r.text is not None]
+    missing = [r.audio for r in rows if r.text is None]
+    out.joinpath("wav.scp").write_text("".join(f"{r.key} {r.audio}\n" for r in paired),
+                                       encoding="utf-8")
+    out.joinpath("text").write_text("".join(f"{r.key} {r.text}\n" for r in paired),
+                                    encoding="utf-8")
     if missing:
         out.joinpath("no_transcript.txt").write_text("\n".join(missing) + "\n", encoding="utf-8")
         print(f"{src}: {len(missing)} audio files without a .txt transcript, left out "
               f"(listed in {out / 'no_transcript.txt'})")
-    return len(wav_scp)
+    return len(paired)
 
 
 def main(src, out):
