@@ -24,7 +24,7 @@ telephone_fraction=0.5
 seed=0
 nj=2                         # parallel jobs for synthesis and CMVN
 vocab_size=300               # BPE pieces: ~0.4 tokens per encoder frame, none too long for CTC
-max_steps=1200               # optimizer steps; the warm-up + cosine schedule spans them
+max_steps=3200               # optimizer steps; the warm-up + cosine schedule spans them
 overrides=""                 # more trainer settings, "section.key=value ..."
 average_num=5
 average_mode=best            # best (dev loss) | last
@@ -104,9 +104,8 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   if [ ! -f "$exp_dir/.train.done" ]; then
     resume=""
     [ -f "$exp_dir/checkpoints/latest" ] && resume="--resume"
-    # jemalloc, and OpenMP threads that sleep instead of spinning at barriers: on a shared
-    # machine spinning threads make a 2-thread step up to 10x slower.
-    ( . tools/env.sh && export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} &&
+    # jemalloc, and OpenMP threads that sleep instead of spinning (tools/env.sh)
+    ( . tools/env.sh &&
       python -m chunkformer.bin.train --config "$config" --exp_dir "$exp_dir" $resume \
         --override tokenizer.path="$lang/bpe.model" data.train="$data_dir/train/data.list" \
           data.dev="$data_dir/dev/data.list" data.cmvn="$data_dir/train/global_cmvn" \
