@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 # (text, espeak-ng voice, words per minute): several voices and speeds.
 VI_UTTERANCES = [
@@ -64,6 +65,15 @@ def vi_speech(tmp_path_factory) -> list:
         _run([espeak, "-v", voice, "-s", str(speed), "-w", str(raw), text])
         speech.append((sox_convert(raw, folder / f"utt{i}.wav", rate=16000, bits=16), text))
     return speech
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (small ops: thread start-up would dominate)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

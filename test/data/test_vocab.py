@@ -1,20 +1,18 @@
 """vocab.txt: byte-exact round trip of the released layout, one-line errors, text and words."""
 import re
-from pathlib import Path
 
 import pytest
 
 from chunkformer.data.vocab import Vocabulary
 
-FIXTURE = Path("/work/shared/fixtures/reference-small/model/vocab.txt")
 
-
-def test_fixture_round_trips_byte_exactly(tmp_path):
-    vocab = Vocabulary.load(FIXTURE)
+def test_fixture_round_trips_byte_exactly(tmp_path, reference_dir):
+    fixture = reference_dir / "model" / "vocab.txt"
+    vocab = Vocabulary.load(fixture)
     assert len(vocab) == 256
     assert vocab.tokens[:2] == ["<blank>", "<unk>"] and vocab.sos_eos_id == 255
     vocab.save(tmp_path / "vocab.txt")
-    assert (tmp_path / "vocab.txt").read_bytes() == FIXTURE.read_bytes()
+    assert (tmp_path / "vocab.txt").read_bytes() == fixture.read_bytes()
 
 
 def test_ids_in_any_order(tmp_path):

@@ -11,12 +11,7 @@ from chunkformer.decoding.search import (Hypothesis, attention_rescoring, ctc_gr
 from chunkformer.heads.attention_decoder import BiTransformerDecoder, TransformerDecoder
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def frames(labels, v, p=0.9):

@@ -1,6 +1,5 @@
 """Attention decoder: released key layout, explicit-attention reference, masking."""
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -8,16 +7,10 @@ import torch
 from chunkformer.heads.attention_decoder import (BiTransformerDecoder, TransformerDecoder,
                                                  build_decoder)
 
-FIXTURE = Path("/work/shared/fixtures/reference-small/model/pytorch_model.bin")
 V, D = 11, 8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_decoder(**kw):
@@ -25,8 +18,8 @@ def small_decoder(**kw):
     return TransformerDecoder(V, D, attention_heads=2, linear_units=16, num_blocks=2, **kw).eval()
 
 
-def test_released_keys_load_strict():
-    state = torch.load(FIXTURE, weights_only=True)
+def test_released_keys_load_strict(reference_dir):
+    state = torch.load(reference_dir / "model" / "pytorch_model.bin", weights_only=True)
     decoder_state = {k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")}
     model = TransformerDecoder(256, 96, attention_heads=4, linear_units=256, num_blocks=1)
     torch.testing.assert_close(model.embed[1].pe, decoder_state["embed.1.pe"],
