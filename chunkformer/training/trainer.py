@@ -11,7 +11,9 @@ a run killed at any moment resumes exactly.
 import json
 import logging
 import math
+import os
 import random
+import resource
 import time
 from contextlib import nullcontext
 from functools import partial
@@ -30,6 +32,16 @@ from chunkformer.training.distributed import DistEnv, all_reduce_sum, gather_to_
 from chunkformer.training.optim import build_optimizer, build_scheduler
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resident_mib() -> float:
+    """This process's resident memory now (MiB; Linux ``/proc``, else the peak so far), logged so
+    that allocator growth over a long run shows up in the train log and tensorboard."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class NonFiniteLoss(RuntimeError):
@@ -102,6 +114,7 @@ class Trainer:
                 if self.step % self.log_every == 0 or self.step == self.max_steps:
                     stats["audio_sec_per_sec"] = all_reduce_sum([seconds], self.env)[0] / max(
                         1e-9, time.time() - t0)
+                    stats["rss_mib"] = resident_mib()
                     self.log("train", stats)
                     self.write_skipped()
                     t0, seconds = time.time(), 0.0

@@ -111,6 +111,8 @@ def test_nan_guard_skips_counts_and_stops(tmp_path):
     tr.fit()
     log = _log(tmp_path)
     assert [r["skipped_steps"] for r in log if r["split"] == "train"] == [0, 1, 0, 0]
+    # memory is logged with every train row (allocator growth shows in tensorboard)
+    assert all(100 < r["rss_mib"] < 100_000 for r in log if r["split"] == "train")
     assert all(torch.isfinite(v).all() for v in tr.model.state_dict().values()
                if v.is_floating_point())
     tr2 = make_trainer(tmp_path / "stop", data=FakeData(poison={0, 1, 2, 3}), nan_limit=3)
