@@ -1,5 +1,5 @@
-"""Data tools end to end on a tiny corpus: prepare_data, compute_cmvn, build_vocab, split_data,
-make_shards (each run in-process through its ``main``)."""
+"""Data tools end to end on a tiny corpus: prepare_data, compute_cmvn, compute_fbank,
+build_vocab, split_data, make_shards (each run in-process through its ``main``)."""
 import json
 import shutil
 import sys
@@ -8,8 +8,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
+import kaldiio
+import torch
+
 from chunkformer.bin import build_vocab, compute_cmvn, make_shards, prepare_data, split_data
+from chunkformer.bin import compute_fbank as fbank_tool
 from chunkformer.data.audio import load_audio
+from chunkformer.data.dataset import read_feats_scp
 from chunkformer.data.features import compute_fbank
 from chunkformer.data.manifest import Utterance, display_key, read_manifest, write_manifest
 from chunkformer.data.shards import iterate_shard, read_shard_list
@@ -117,6 +122,32 @@ def test_compute_cmvn_equals_direct_fbank_stats(corpus, prepared, tmp_path, caps
     assert _run(compute_cmvn.main, ["--data", listing, "--output", tmp_path / "two",
                                     "--num_workers", 2]) == 0
     assert (tmp_path / "two").read_text() == (tmp_path / "one").read_text()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_compute_fbank_writes_inference_features_in_list_order(prepared, tmp_path, capsys,
+                                                               monkeypatch, workers):
+    rows = read_manifest(prepared)
+    listing = tmp_path / "with_bad.list"
+    write_manifest(listing, rows[:2] + [Utterance("x", str(tmp_path / "gone.wav"))] + rows[2:])
+    monkeypatch.setattr(fbank_tool, "CHUNK", 2)  # several arks, shared among the workers
+    out = tmp_path / "fbank"
+    assert _run(fbank_tool.main, ["--data", listing, "--output_dir", out,
+                                     "--num_workers", workers, "--key_mode", "hash"]) == 0
+    assert f"fbank of {len(rows)} utterances, 1 skipped (unreadable audio: 1)" in \
+        capsys.readouterr().out
+    table = read_feats_scp(out / "feats.scp")  # keys may be non-ASCII: read by offset
+    assert list(table) == [r.key for r in rows]
+    assert len(list(out.glob("feats_*.ark"))) == 4 and not list(out.glob("*.scp.tmp"))
+    for row in rows:
+        expected = compute_fbank(load_audio(row.audio, start=row.start, end=row.end))
+        assert torch.equal(torch.from_numpy(np.array(kaldiio.load_mat(table[row.key]))),
+                           expected), row.key
+    skipped = (out / "skipped.tsv").read_text()
+    assert skipped.startswith(display_key("x", "hash") + "\t") and "file not found" in skipped
+    only_bad = tmp_path / "bad.list"
+    write_manifest(only_bad, [Utterance("x", str(tmp_path / "gone.wav"))])
+    assert _run(fbank_tool.main, ["--data", only_bad, "--output_dir", tmp_path / "b"]) == 1
 
 
 def test_compute_cmvn_subset(prepared, tmp_path):
