@@ -31,10 +31,9 @@ from chunkformer.data.audio import INT16_SCALE, AudioError, audio_duration, load
 from chunkformer.bin.common import add_key_mode_option
 from chunkformer.data.manifest import ManifestError, display_key, read_manifest, read_text
 from chunkformer.data.skips import SkipLog
-from chunkformer.data.text import normalize_text
 from chunkformer.decoding.batch import MODES, check_mode, decode_features, frame_budget
 from chunkformer.decoding.endless import decode_long
-from chunkformer.decoding.metrics import ErrorTally, error_counts, write_error_report
+from chunkformer.decoding.metrics import score
 from chunkformer.model import ChunkFormerModel
 
 
@@ -162,24 +161,6 @@ def write_srt(path: Path, segments):
             f.write(f"{n}\n{start} --> {end}\n{seg['decode']}\n\n")
 
 
-def score(hyps: dict, refs: dict, out: Path):
-    """Print WER/CER over utterances with a reference; write the per-utterance report."""
-    words, chars, rows = ErrorTally(), ErrorTally(), []
-    for key, hyp in hyps.items():
-        if key not in refs:
-            continue
-        ref, hyp = normalize_text(refs[key]), normalize_text(hyp)
-        w, c = error_counts(ref, hyp, "word"), error_counts(ref, hyp, "char")
-        words.add(*w)
-        chars.add(*c)
-        rows.append((key, ref, hyp, w, c))
-    if not rows:
-        logging.warning("no decoded utterance has a reference: nothing scored")
-        return
-    write_error_report(out / "errors.tsv", rows)
-    print(f"WER {words.summary()}  CER {chars.summary()}  ({len(rows)} utterances)")
-
-
 def main(argv=None):
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -210,8 +191,12 @@ def main(argv=None):
     decoded = len(recognizer.hyps)
     print(f"decoded {decoded}, {recognizer.skips.summary()} → {out / 'text'}")
     if refs:
-        score(recognizer.hyps, {recognizer.names[k]: ref for k, ref in refs.items()
-                                if k in recognizer.names}, out)
+        summary = score(recognizer.hyps, {recognizer.names[k]: ref for k, ref in refs.items()
+                                          if k in recognizer.names}, out / "errors.tsv")
+        if summary is None:
+            logging.warning("no decoded utterance has a reference: nothing scored")
+        else:
+            print(summary)
     if decoded == 0:
         sys.exit(1)
 

@@ -7,9 +7,11 @@ are counted with all whitespace removed, so CER ignores word segmentation.
 """
 import unicodedata
 from dataclasses import dataclass
-from typing import Iterable, List, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import editdistance
+
+from chunkformer.data.text import normalize_text
 
 UNITS = ("word", "char")
 
@@ -75,3 +77,24 @@ def write_error_report(path, rows: Iterable[Tuple[str, str, str, Counts, Counts]
         for key, ref, hyp, (w_err, w_len), (c_err, c_len) in rows:
             f.write(f"{key}\t{error_rate(w_err, w_len):.4f}\t{error_rate(c_err, c_len):.4f}"
                     f"\t{w_err}\t{w_len}\t{ref}\t{hyp}\n")
+
+
+def score(hyps: Dict[str, str], refs: Dict[str, str], report=None) -> Optional[str]:
+    """WER and CER of the hypotheses that have a reference, both texts through the one
+    normaliser used for training targets. Writes the per-utterance report to ``report`` (a
+    path) when given. Returns ``WER 12.50 % [5 / 40]  CER ... (n utterances)``, or None when
+    no hypothesis has a reference."""
+    words, chars, rows = ErrorTally(), ErrorTally(), []
+    for key, hyp in hyps.items():
+        if key not in refs:
+            continue
+        ref, hyp = normalize_text(refs[key]), normalize_text(hyp)
+        w, c = error_counts(ref, hyp, "word"), error_counts(ref, hyp, "char")
+        words.add(*w)
+        chars.add(*c)
+        rows.append((key, ref, hyp, w, c))
+    if not rows:
+        return None
+    if report is not None:
+        write_error_report(report, rows)
+    return f"WER {words.summary()}  CER {chars.summary()}  ({len(rows)} utterances)"
