@@ -6,8 +6,10 @@
 Writes ``<out_dir>/{train,dev,test}/`` with ``wav/`` (16 kHz wideband, 8 kHz telephone, 16-bit
 PCM), Kaldi ``wav.scp``, ``text``, ``utt2spk``, ``utt2dur`` and a jsonl ``data.list`` (key, wav,
 txt, duration, speaker, intent, emotion, channel, role, accent, snr_db, unseen_voice,
-unseen_template). Dev and test sentences never occur in train; test adds unseen templates and
-unseen voices. A split whose ``.done`` marker matches the requested plan is skipped on re-runs.
+unseen_template, shuffled). Dev and test sentences never occur in train; test adds unseen
+templates and unseen voices; ``--shuffled_fraction`` of train speaks the words of two sentences
+in random order. A split whose ``.done`` marker matches the requested plan is skipped on
+re-runs.
 See :mod:`chunkformer.data.synthetic` for what is generated.
 """
 import argparse
@@ -29,6 +31,9 @@ def get_parser():
                    help="share of each split sent through the 8 kHz telephone channel")
     p.add_argument("--unseen_voice_fraction", type=float, default=0.5,
                    help="share of test spoken by held-out voices")
+    p.add_argument("--shuffled_fraction", type=float, default=0.7,
+                   help="share of train that speaks the words of two sentences in random order, so "
+                        "that a model learns words, not the templates' word order")
     p.add_argument("--jobs", type=int, default=2, help="parallel espeak-ng/sox pipelines")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p
@@ -39,7 +44,8 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     try:
         plan = plan_corpus(args.num_train, args.num_dev, args.num_test, args.seed,
-                           args.telephone_fraction, args.unseen_voice_fraction)
+                           args.telephone_fraction, args.unseen_voice_fraction,
+                           args.shuffled_fraction)
         summaries = write_corpus(args.out_dir, plan, args.jobs, progress=not args.no_progress)
     except (ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")

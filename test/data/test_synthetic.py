@@ -109,6 +109,29 @@ def test_plan_held_out(plan):
     assert {u.emotion for u in train} == {"calm", "happy", "sad", "angry"}
 
 
+def test_plan_shuffled_sentences(monkeypatch):
+    drawn, shuffle = [], random.Random.shuffle
+
+    def record(rng, words):  # the words of the two sentences, before they are shuffled
+        drawn.append(list(words))
+        shuffle(rng, words)
+
+    monkeypatch.setattr(random.Random, "shuffle", record)
+    plan = plan_corpus(200, 20, 20, seed=3, shuffled_fraction=0.4)
+    shuffled = [u for u in plan["train"] if u.shuffled]
+    assert len(shuffled) == len(drawn) == 80
+    assert not any(u.shuffled for u in plan["dev"] + plan["test"])
+    texts = {u.text for u in plan["train"] if not u.shuffled}
+    for u, words in zip(shuffled, drawn):
+        spoken = u.text.split()
+        assert not Counter(spoken) - Counter(words) and 0 < len(spoken) < len(words)
+        assert u.text not in texts
+    assert {u.intent for u in shuffled} == set(TEMPLATES)
+    assert not any(u.shuffled for u in plan_corpus(50, 5, 5, seed=3)["train"])
+    with pytest.raises(ValueError, match="shuffled_fraction"):
+        plan_corpus(10, 1, 1, shuffled_fraction=-0.1)
+
+
 def test_mulaw_matches_sox(tmp_path):
     x = np.arange(-32768, 32768, dtype=np.int16)
     raw = ["-t", "raw", "-r", "8000", "-c", "1"]
@@ -160,6 +183,9 @@ def test_tiny_corpus_files(tiny):
             assert len(samples) / rate == pytest.approx(float(durations[u.key]), abs=1e-3)
             assert 0.5 < row["duration"] < 20
             assert np.sqrt(np.mean(samples.astype(np.float64) ** 2)) > 300  # not silent
+            # a noise floor everywhere: no run of 10 ms of digital silence
+            runs = np.convolve(samples == 0, np.ones(rate // 100, dtype=int), "valid")
+            assert runs.max() < rate // 100, (u.key, u.channel)
         assert [i.key for i in read_manifest(folder / split / "data.list")] == keys
         assert [i.text for i in read_manifest(folder / split)] == [text[k] for k in keys]
     assert any(r["unseen_voice"] for r in map(json.loads, _lists(folder / "test")["data.list"]))
@@ -192,5 +218,5 @@ def test_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "train: 3 utterances" in out and "total:" in out
     assert (tmp_path / "test" / ".done").is_file()
-    with pytest.raises(SystemExit, match="telephone_fraction=2.0"):
+    with pytest.raises(SystemExit, match="'telephone_fraction': 2.0"):
         main([str(a) for a in args + ["--telephone_fraction", 2]])
