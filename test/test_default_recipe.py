@@ -3,8 +3,8 @@
 The fast test runs stages 0-5 with a tiny corpus, model and step count in a temporary folder
 and checks what the stages leave behind: the averaged model folder loads with
 ``ChunkFormerModel.from_pretrained``, the decode of the held-out test set and its scores exist,
-and a rerun skips the finished stages. The full-size run (about 20 minutes on 2 CPU cores,
-held-out CER ≤ 10%) runs only with ``CHUNKFORMER_SLOW=1``.
+and a rerun skips the finished stages. The full-size run (about 21 minutes on 2 CPU cores,
+its target: held-out CER ≤ 10%) runs only with ``CHUNKFORMER_SLOW=1``.
 """
 import os
 import re
