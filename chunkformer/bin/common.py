@@ -2,8 +2,12 @@
 the option that hashes or omits utterance ids in logs and reports (call ids may carry phone
 numbers)."""
 import argparse
+import multiprocessing
 import sys
+from contextlib import nullcontext
 from typing import List, Optional
+
+import torch
 
 from chunkformer.data.manifest import KEY_MODES, ManifestError, Utterance, read_manifest
 
@@ -22,3 +26,13 @@ def add_key_mode_option(parser: argparse.ArgumentParser, where: str) -> None:
     parser.add_argument("--key_mode", default="plain", choices=KEY_MODES,
                         help=f"how utterance ids and audio paths appear in {where}: as they are, "
                              "hashed (16 hex digits of the SHA-256) or left out")
+
+
+def worker_pool(num_workers: int):
+    """A pool of ``num_workers`` processes with one torch thread each, or a null context for
+    ``num_workers`` ≤ 1 (work in this process). Spawned: a forked child inherits the parent's
+    OpenMP thread pool state and can hang."""
+    if num_workers <= 1:
+        return nullcontext()
+    context = multiprocessing.get_context("spawn")
+    return context.Pool(num_workers, initializer=torch.set_num_threads, initargs=(1,))

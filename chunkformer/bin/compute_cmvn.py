@@ -9,10 +9,8 @@ Writes the JSON the released folders use (``chunkformer.encoder.cmvn.write_cmvn`
 utterances). Unreadable audio is skipped and counted.
 """
 import argparse
-import multiprocessing
 import random
 import sys
-from contextlib import nullcontext
 from typing import List, Tuple
 
 import numpy as np
@@ -21,7 +19,7 @@ from tqdm import tqdm
 
 from chunkformer.data.audio import AudioError, load_audio
 from chunkformer.data.features import compute_fbank
-from chunkformer.bin.common import read_rows_or_exit
+from chunkformer.bin.common import read_rows_or_exit, worker_pool
 from chunkformer.data.manifest import Utterance
 from chunkformer.data.skips import SkipLog
 from chunkformer.encoder.cmvn import write_cmvn
@@ -83,14 +81,6 @@ def _chunk_stats(args) -> Stats:
     return chunk_stats(*args)
 
 
-def _pool(num_workers: int):
-    if num_workers <= 1:
-        return nullcontext()
-    # spawn: a forked child inherits the parent's OpenMP thread pool state and can hang.
-    context = multiprocessing.get_context("spawn")
-    return context.Pool(num_workers, initializer=torch.set_num_threads, initargs=(1,))
-
-
 def compute_stats(rows: List[Utterance], num_mel_bins: int = 80, num_workers: int = 1,
                   progress: bool = True) -> Stats:
     """Statistics of all rows, over ``num_workers`` processes.
@@ -100,7 +90,7 @@ def compute_stats(rows: List[Utterance], num_mel_bins: int = 80, num_workers: in
     """
     tasks = [(rows[i:i + CHUNK], num_mel_bins) for i in range(0, len(rows), CHUNK)]
     total = Stats(num_mel_bins)
-    with _pool(num_workers) as pool, tqdm(total=len(rows), unit="utt", desc="cmvn",
+    with worker_pool(num_workers) as pool, tqdm(total=len(rows), unit="utt", desc="cmvn",
                                           disable=not progress, file=sys.stderr) as bar:
         results = pool.imap(_chunk_stats, tasks) if pool else map(_chunk_stats, tasks)
         for (chunk, _), stats in zip(tasks, results):

@@ -13,15 +13,12 @@ configuration with it trains from the audio instead. The list is cut into pieces
 with the reason in ``<output_dir>/skipped.tsv`` (training then skips it as "missing features").
 """
 import argparse
-import multiprocessing
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
-from chunkformer.bin.common import add_key_mode_option, read_rows_or_exit
+from chunkformer.bin.common import add_key_mode_option, read_rows_or_exit, worker_pool
 from chunkformer.data.dataset import write_feats_scp
 from chunkformer.data.skips import SkipLog
 
@@ -57,15 +54,11 @@ def compute_fbank_scp(rows, output_dir, num_mel_bins: int = 80, num_workers: int
     out.mkdir(parents=True, exist_ok=True)
     tasks = [(rows[i:i + CHUNK], out / f"feats_{i // CHUNK}", num_mel_bins)
              for i in range(0, len(rows), CHUNK)]
-    parallel = num_workers > 1 and len(tasks) > 1
-    # spawn: a forked child inherits the parent's OpenMP thread pool state and can hang.
-    pool = (multiprocessing.get_context("spawn").Pool(num_workers, torch.set_num_threads, (1,))
-            if parallel else nullcontext())
-    skips = SkipLog()
-    scp = out / FEATS_SCP
-    with pool, tqdm(total=len(rows), unit="utt", desc="fbank", disable=not progress,
-                    file=sys.stderr) as bar, open(f"{scp}.tmp", "w", encoding="utf-8") as f:
-        results = pool.imap(_write_part, tasks) if parallel else map(_write_part, tasks)
+    skips, scp = SkipLog(), out / FEATS_SCP
+    with worker_pool(min(num_workers, len(tasks))) as pool, \
+            tqdm(total=len(rows), unit="utt", desc="fbank", disable=not progress,
+                 file=sys.stderr) as bar, open(f"{scp}.tmp", "w", encoding="utf-8") as f:
+        results = pool.imap(_write_part, tasks) if pool else map(_write_part, tasks)
         for (part_rows, _, _), (part_scp, skipped) in zip(tasks, results):
             f.write(Path(part_scp).read_text(encoding="utf-8"))
             Path(part_scp).unlink()
