@@ -2,7 +2,7 @@
 # The default recipe, end to end on a CPU: synthesise a Vietnamese banking call-center corpus
 # offline (espeak-ng), train a small ChunkFormer from scratch, average, decode the held-out test
 # set (unseen sentences and voices) and score it, overall and per channel.
-#   bash run.sh                        # stages 0-5, about 20 minutes on 2 CPU cores
+#   bash run.sh                        # stages 0-5, about 20 minutes on 2 CPU cores (+ install)
 #   bash run.sh --stage 5              # decode and score again
 #   bash run.sh --num_train 30 --max_steps 5 --exp_dir /tmp/e --data_dir /tmp/d   # smoke run
 # Stages: 0 synthesise corpus, 1 lists + CMVN + fbank, 2 BPE vocabulary, 3 train, 4 average,
@@ -37,8 +37,8 @@ decode_chunk_size=0          # ≤ 0: full context; e.g. 32 with 32 left / 8 rig
 decode_left_context=0
 decode_right_context=0
 _options="stage stop_stage install data_dir exp_dir config num_train num_dev num_test
-  telephone_fraction shuffled_fraction seed nj train_procs vocab_size max_steps overrides average_num average_mode
-  decode_mode decode_chunk_size decode_left_context decode_right_context"
+  telephone_fraction shuffled_fraction seed nj train_procs vocab_size max_steps overrides
+  average_num average_mode decode_mode decode_chunk_size decode_left_context decode_right_context"
 . tools/parse_options.sh
 
 log() {
@@ -129,7 +129,8 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
   speed=$(grep -o '"audio_sec_per_sec": [0-9.]*' "$exp_dir/train_log.jsonl" \
     | awk '{s += $2; n++} END {if (n) printf "%.1f", s / n}')
   log "training throughput: ${speed:-?} audio seconds per second (mean of the logged windows)"
-  skipped=$(cut -f4 "$exp_dir/skipped.tsv" 2>/dev/null | cut -d: -f1 | sort | uniq -c | xargs || true)
+  skipped=$(cut -f4 "$exp_dir/skipped.tsv" 2>/dev/null | cut -d: -f1 | sort | uniq -c \
+    | xargs || true)
   log "items skipped in training: ${skipped:-none} (see $exp_dir/skipped.tsv)"
   timed 3
 fi
@@ -149,7 +150,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   out=$exp_dir/decode_test
   mkdir -p "$out"
   python -m chunkformer.bin.recognize --model_dir "$exp_dir/final" \
-    --data "$data_dir/test/data.list" --output_dir "$out" --mode "$decode_mode" --chunk_size "$decode_chunk_size" \
+    --data "$data_dir/test/data.list" --output_dir "$out" --mode "$decode_mode" \
+    --chunk_size "$decode_chunk_size" \
     --left_context_size "$decode_left_context" \
     --right_context_size "$decode_right_context" > "$out/log" 2>&1
   for name in all telephone wideband; do  # one decode, scored per channel
