@@ -19,6 +19,8 @@ from chunkformer.heads.attention_decoder import attention_loss
 
 
 class ChunkFormerModel(nn.Module):
+    stat_names = ("loss", "loss_ctc", "loss_att")  # what forward returns, logged by the trainer
+
     def __init__(self, encoder, ctc, decoder=None, vocab=None, config: Optional[dict] = None,
                  cmvn_stats: Optional[bytes] = None):
         super().__init__()

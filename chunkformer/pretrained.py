@@ -162,7 +162,8 @@ def save_folder(model, out_dir, weights: bool = True):
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     cfg = dict(model.config)
-    cfg["output_dim"] = model.ctc.ctc_lo.out_features
+    if getattr(model, "ctc", None) is not None:  # a pretrained encoder (BEST-RQ) has no CTC
+        cfg["output_dim"] = model.ctc.ctc_lo.out_features
     if model.decoder is None:
         cfg.pop("decoder", None)
     if model.encoder.global_cmvn is not None:
@@ -189,3 +190,53 @@ def save_folder(model, out_dir, weights: bool = True):
         shutil.rmtree(old)
     else:
         os.replace(tmp, out)
+
+
+def read_encoder_state(source) -> tuple:
+    """The ``encoder.*`` tensors of a trained model, to start another model's encoder from.
+
+    Args:
+        source: a model folder (ASR or BEST-RQ: ``config.yaml`` + weights), a trainer
+            checkpoint (``{"model": state, ...}``) or a plain state-dict file.
+    Returns:
+        (encoder state {"encoder.…": tensor}, the ``global_cmvn`` file's bytes or None,
+        names of the source's other tensors, left behind).
+    """
+    path = Path(source)
+    cmvn_stats = None
+    if path.is_dir():
+        state = torch.load(find_weights(path), map_location="cpu", weights_only=True)
+        if (path / "global_cmvn").is_file():
+            cmvn_stats = (path / "global_cmvn").read_bytes()
+            if not all(k in state for k in CMVN_KEYS):
+                cfg = load_yaml(path / "config.yaml")
+                mean, istd = read_cmvn(path / "global_cmvn", bool(cfg.get("is_json_cmvn", True)))
+                state.update(zip(CMVN_KEYS, (torch.as_tensor(mean, dtype=torch.float32),
+                                             torch.as_tensor(istd, dtype=torch.float32))))
+    elif path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("model", state)
+    else:
+        raise FileNotFoundError(f"{source}: no model folder or checkpoint file there")
+    encoder = {k: v for k, v in state.items() if k.startswith("encoder.")}
+    if not encoder:
+        raise CheckpointMismatch(f"{source}: no encoder.* tensors")
+    return encoder, cmvn_stats, sorted(k for k in state if not k.startswith("encoder."))
+
+
+def take_encoder(model, encoder_state: dict, source) -> List[str]:
+    """Load ``encoder_state`` into ``model.encoder`` strictly (every encoder tensor present
+    with its shape, nothing else); returns report lines on what was taken over and what the
+    model starts fresh."""
+    expected = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
+    _check_keys(source, expected, encoder_state)
+    model.encoder.load_state_dict({k[len("encoder."):]: v for k, v in encoder_state.items()},
+                                  strict=True)
+    fresh: dict = {}
+    for name, _ in model.named_parameters():
+        if not name.startswith("encoder."):
+            top = name.split(".")[0]
+            fresh[top] = fresh.get(top, 0) + 1
+    return [f"encoder: all {len(encoder_state)} tensors taken from {source}",
+            "new (randomly initialised): " + (", ".join(f"{k}.* ({n} tensors)"
+                                                      for k, n in fresh.items()) or "nothing")]

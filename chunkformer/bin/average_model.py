@@ -4,7 +4,9 @@
         --out exp/small/final
 
 ``best`` ranks checkpoints by dev loss (validation history); ``last`` takes the newest. The
-output loads with ``ChunkFormerModel.from_pretrained`` and ``recognize --model_dir``.
+output loads with ``ChunkFormerModel.from_pretrained`` and ``recognize --model_dir`` (a BEST-RQ
+experiment's with ``BestRQModel.from_pretrained``, and fine-tuning reads its encoder through
+``train.init_encoder_from``).
 """
 import argparse
 import logging
@@ -14,8 +16,10 @@ from pathlib import Path
 
 import torch
 
+from chunkformer.config import load_yaml
 from chunkformer.model import ChunkFormerModel
 from chunkformer.pretrained import WEIGHT_FILES
+from chunkformer.ssl.bestrq import BestRQModel, is_bestrq
 from chunkformer.training.checkpoint import CheckpointDir, average_state_dicts
 
 
@@ -43,7 +47,8 @@ def main(argv=None):
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(template, tmp)
     torch.save(average_state_dicts([ckpt.path(s) for s in steps]), tmp / WEIGHT_FILES[0])
-    ChunkFormerModel.from_pretrained(tmp)  # strict check before it replaces anything
+    kind = BestRQModel if is_bestrq(load_yaml(tmp / "config.yaml")) else ChunkFormerModel
+    kind.from_pretrained(tmp)  # strict check before it replaces anything
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     print(f"averaged {len(steps)} checkpoints (steps {', '.join(map(str, steps))}) → {out}")

@@ -28,9 +28,11 @@ from chunkformer.data.shards import SHARD_LIST
 from chunkformer.data.tokenizer import load_tokenizer
 from chunkformer.encoder.cmvn import GlobalCMVN, read_cmvn
 from chunkformer.model import ChunkFormerModel
-from chunkformer.pretrained import build_modules, save_folder
+from chunkformer.pretrained import (CMVN_KEYS, build_modules, read_encoder_state,
+                                    save_folder, take_encoder)
+from chunkformer.ssl.bestrq import BestRQModel, is_bestrq
 from chunkformer.training.distributed import init_distributed, shutdown
-from chunkformer.training.optim import freeze, trainable_summary
+from chunkformer.training.optim import trainable_summary
 from chunkformer.training.trainer import Trainer
 
 
@@ -45,8 +47,16 @@ def get_parser():
 
 
 def build_model(cfg: dict, tokenizer):
-    """A fresh model from the ``model`` section, or released weights (``train.init_from``)."""
+    """A fresh model from the ``model`` section (``model: bestrq`` for self-supervised
+    pretraining), released weights (``train.init_from``), or a fresh ASR model whose encoder
+    starts from another model's (``train.init_encoder_from``: a pretrained folder or a
+    checkpoint)."""
     init_from = cfg["train"].pop("init_from", None)
+    init_encoder_from = cfg["train"].pop("init_encoder_from", None)
+    if init_from and init_encoder_from:
+        raise ConfigError("train.init_from and train.init_encoder_from exclude each other")
+    if is_bestrq(cfg["model"]) and init_from:
+        return BestRQModel.from_pretrained(init_from)
     if init_from:
         model = ChunkFormerModel.from_pretrained(init_from)
         if cfg["data"].get("cmvn"):
@@ -54,16 +64,36 @@ def build_model(cfg: dict, tokenizer):
         logging.info("initialised from %s (all %d tensors loaded)\n%s", init_from,
                      len(model.state_dict()), model.load_report)
         return model
-    model_cfg = dict(cfg["model"], output_dim=len(tokenizer.vocab))
     cmvn, stats = None, None
-    cmvn_file = cfg["data"].get("cmvn")
-    if cmvn_file:
-        cmvn = GlobalCMVN(*read_cmvn(cmvn_file))
-        stats = Path(cmvn_file).read_bytes()
-    encoder, ctc, decoder, unused = build_modules(model_cfg, "decoder" in model_cfg, cmvn)
-    if unused:
-        raise ConfigError(f"model section: keys not used by the model: {', '.join(unused)}")
-    return ChunkFormerModel(encoder, ctc, decoder, tokenizer.vocab, model_cfg, stats)
+    encoder_state, left_behind = None, []
+    if init_encoder_from:  # the encoder was trained on features under its own CMVN: keep it
+        encoder_state, stats, left_behind = read_encoder_state(init_encoder_from)
+        if all(k in encoder_state for k in CMVN_KEYS):
+            cmvn = GlobalCMVN(*(encoder_state[k] for k in CMVN_KEYS))
+            if cfg["data"].get("cmvn"):
+                logging.info("data.cmvn not used: the encoder of %s brings its CMVN",
+                             init_encoder_from)
+    elif cfg["data"].get("cmvn"):
+        cmvn = GlobalCMVN(*read_cmvn(cfg["data"]["cmvn"]))
+        stats = Path(cfg["data"]["cmvn"]).read_bytes()
+    if is_bestrq(cfg["model"]):
+        model = BestRQModel.from_config(cfg["model"], cmvn, stats)
+    else:
+        if tokenizer is None:
+            raise ConfigError("tokenizer.path is required to train an ASR model")
+        model_cfg = dict(cfg["model"], output_dim=len(tokenizer.vocab))
+        encoder, ctc, decoder, unused = build_modules(model_cfg, "decoder" in model_cfg, cmvn)
+        if unused:
+            raise ConfigError(f"model section: keys not used by the model: {', '.join(unused)}")
+        model = ChunkFormerModel(encoder, ctc, decoder, tokenizer.vocab, model_cfg, stats)
+    if encoder_state is not None:
+        lines = take_encoder(model, encoder_state, init_encoder_from)
+        if left_behind:
+            lines.append(f"left behind: {len(left_behind)} tensors of the source "
+                         f"({', '.join(sorted({k.split('.')[0] + '.*' for k in left_behind}))})")
+        model.load_report = "\n".join(lines)
+        logging.info("%s", model.load_report)
+    return model
 
 
 def data_source(path, audio_root):
@@ -86,9 +116,10 @@ def main(argv=None):
         seed = int(cfg["train"].get("seed", 0))
         torch.manual_seed(seed)
         data_conf = dict(cfg["data"])
-        tokenizer = load_tokenizer(cfg["tokenizer"].get("path") or cfg["train"].get("init_from"))
+        source = cfg["tokenizer"].get("path") or (
+            None if is_bestrq(cfg["model"]) else cfg["train"].get("init_from"))
+        tokenizer = load_tokenizer(source) if source else None  # none: audio-only pretraining
         model = build_model(cfg, tokenizer).to(env.device)
-        frozen = freeze(model, cfg["train"].pop("freeze", []))
         paths = {k: data_conf.pop(k, None) for k in
                  ("train", "dev", "audio_root", "cmvn", "train_feats_scp", "dev_feats_scp")}
         train_data, dev_data = (
@@ -109,8 +140,11 @@ def main(argv=None):
         save_folder(model, exp / "model_template", weights=False)  # for averaging
         for line in trainable_summary(model):
             logging.info("%s", line)
-        if frozen:
-            logging.info("frozen: %d tensors (%s …)", len(frozen), frozen[0])
+        if trainer.frozen:
+            logging.info("frozen: %d tensors (%s …)", len(trainer.frozen), trainer.frozen[0])
+        elif train_conf.get("freeze"):
+            logging.info("frozen for the first %d steps: %s", train_conf["freeze_steps"],
+                         ", ".join(train_conf["freeze"]))
     if args.resume and not trainer.resume():
         logging.info("--resume: no checkpoint in %s yet, starting fresh", exp)
     metrics = trainer.fit()

@@ -117,7 +117,7 @@ class ExampleBuilder:
     perturbation), the unit of throughput.
 
     Args:
-        tokenizer: has ``encode(text) -> (ids, unknown_chars)``.
+        tokenizer: has ``encode(text) -> (ids, unknown_chars)``; None for audio only.
         waveform_transforms: ``t(wave (N,), generator) -> wave`` callables, applied in order.
         feature_transforms: ``t(feats (T, F), generator) -> feats`` callables, in order.
         num_mel_bins: F.
@@ -159,7 +159,10 @@ class ExampleBuilder:
         return {"key": row.key, "feats": feats, "targets": targets, "audio_seconds": seconds}
 
     def _targets(self, text: Optional[str]) -> torch.Tensor:
-        """Transcript → (U,) int64 token ids; raises _Skip for empty or unencodable text."""
+        """Transcript → (U,) int64 token ids; raises _Skip for empty or unencodable text.
+        Without a tokenizer (audio-only pretraining) transcripts are not read: (0,) ids."""
+        if self.tokenizer is None:
+            return torch.zeros(0, dtype=torch.long)
         if text is None or not text.strip():
             raise _Skip("empty transcript")
         ids, unknown = self.tokenizer.encode(text)

@@ -264,7 +264,7 @@ def build_data(source, tokenizer, conf: dict, seed: int, rank: int = 0, world_si
         source: :class:`~chunkformer.data.manifest.Utterance` rows, each with a ``duration``
             (map-style :class:`SpeechData`), or the path of a ``shards.list``
             (:class:`ShardData`, see :mod:`chunkformer.data.shard_stream`).
-        tokenizer: has ``encode(text) -> (ids, unknown_chars)``.
+        tokenizer: has ``encode(text) -> (ids, unknown_chars)``; None for audio only.
         conf: the ``data:`` section (module docstring).
         seed: seeds shuffling and every item's augmentation.
         rank, world_size: this process among the data-parallel ones.

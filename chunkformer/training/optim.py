@@ -5,7 +5,9 @@ the relative-position biases get no weight decay; with ``layer_decay`` < 1 encod
 gets ``lr · layer_decay^(N - i)`` (the front end ``layer_decay^(N + 1)``, heads the full rate),
 so fine-tuning moves the lower layers less. The schedule is per optimizer step: linear warm-up to
 the peak, then cosine decay to ``min_lr_ratio · peak`` at ``max_steps`` (never rising again),
-or Noam (inverse square root after warm-up).
+or Noam (inverse square root after warm-up). Parameters under a ``hold`` prefix get their own
+groups, whose rate is 0 for the first ``hold_steps`` steps (AdamW then leaves them exactly as
+they are: its update and its weight decay both scale with the rate).
 """
 import math
 from typing import Dict, List, Sequence
@@ -39,8 +41,10 @@ def _layer_id(name: str, num_blocks: int) -> int:
     return num_blocks + 1
 
 
-def param_groups(model, lr: float, weight_decay: float, layer_decay: float = 1.0) -> List[Dict]:
+def param_groups(model, lr: float, weight_decay: float, layer_decay: float = 1.0,
+                 hold: Sequence[str] = ()) -> List[Dict]:
     num_blocks = len(model.encoder.encoders)
+    hold = tuple(hold)
     groups: Dict[tuple, Dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -48,18 +52,24 @@ def param_groups(model, lr: float, weight_decay: float, layer_decay: float = 1.0
         layer = _layer_id(name, num_blocks)
         decay = 0.0 if any(k in name for k in NO_DECAY) else weight_decay
         scale = layer_decay ** (num_blocks + 1 - layer)
-        group = groups.setdefault((layer, decay), {"params": [], "names": [], "lr": lr * scale,
-                                                   "lr_scale": scale, "weight_decay": decay})
+        held = bool(hold) and name.startswith(hold)
+        group = groups.setdefault((layer, decay, held), {
+            "params": [], "names": [], "lr": lr * scale, "lr_scale": scale,
+            "weight_decay": decay, "held": held})
         group["params"].append(p)
         group["names"].append(name)
     return list(groups.values())
 
 
 def build_optimizer(model, lr: float = 1e-3, weight_decay: float = 0.01,
-                    betas=(0.9, 0.98), eps: float = 1e-8, layer_decay: float = 1.0):
-    groups = param_groups(model, lr, weight_decay, layer_decay)
+                    betas=(0.9, 0.98), eps: float = 1e-8, layer_decay: float = 1.0,
+                    hold: Sequence[str] = ()):
+    groups = param_groups(model, lr, weight_decay, layer_decay, hold)
     if not groups:
         raise ValueError("no trainable parameters (everything is frozen)")
+    unmatched = [h for h in hold if not any(n.startswith(h) for g in groups for n in g["names"])]
+    if unmatched:
+        raise ValueError(f"freeze prefix {unmatched[0]!r} matches no parameter")
     # The fused kernel updates every tensor in one pass: for the default recipe's 1 M model on
     # one CPU thread 5 ms instead of 24 ms per step (foreach), ~5% of its training step.
     fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
@@ -82,9 +92,13 @@ def lr_factor(step: int, warmup_steps: int, max_steps: int, kind: str = "cosine"
 
 
 def build_scheduler(optimizer, warmup_steps: int, max_steps: int, kind: str = "cosine",
-                    min_lr_ratio: float = 0.0):
+                    min_lr_ratio: float = 0.0, hold_steps: int = 0):
+    """Per-group multipliers: :func:`lr_factor`, and 0 for held groups before ``hold_steps``."""
+    def factor(held: bool):
+        return lambda step: 0.0 if held and step < hold_steps else lr_factor(
+            step, warmup_steps, max_steps, kind, min_lr_ratio)
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, warmup_steps, max_steps, kind, min_lr_ratio))
+        optimizer, [factor(g.get("held", False)) for g in optimizer.param_groups])
 
 
 def trainable_summary(model) -> List[str]:

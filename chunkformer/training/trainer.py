@@ -1,11 +1,16 @@
-"""The one training loop (ASR today; SSL and task heads plug in through ``model.forward``).
+"""The one training loop for every model: ASR (``ChunkFormerModel``), self-supervised
+pretraining (``ssl.bestrq.BestRQModel``) and task heads. A model takes the batch as
+``model(feats, feats_lens, targets, target_lens, C, L, R)`` and returns a dict with ``loss`` and
+the scalars named in its ``stat_names`` (averaged over micro-batches and ranks, logged).
 
 Per optimizer step: for each of ``accum_steps`` micro-batches, an autocast forward in the
 context (C, L, R) drawn for this step, the loss divided by the accumulation count, backward with
 DDP gradient sync only on the last micro-batch. Then unscale, clip (the norm is logged), skip
 the step when the norm is not finite (counted; ``nan_limit`` skips in a row stop the run with a
 checkpoint), optimizer step, scheduler step. Validation decodes the dev set with the same
-function as ``recognize`` and the API. Checkpoints are atomic and hold every piece of state, so
+function as ``recognize`` and the API (when there is a tokenizer; a model without transcripts
+reports its statistics only), with a fixed random state so its masks are the same every time.
+Checkpoints are atomic and hold every piece of state, so
 a run killed at any moment resumes exactly.
 """
 import json
@@ -30,6 +35,7 @@ from chunkformer.decoding.metrics import error_counts
 from chunkformer.training.checkpoint import CheckpointDir, rng_state, set_rng_state
 from chunkformer.training.distributed import DistEnv, all_reduce_sum, gather_to_main
 from chunkformer.training.optim import build_optimizer, build_scheduler
+from chunkformer.training.optim import freeze as freeze_parameters
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -58,6 +64,9 @@ class Trainer:
             in optimizer steps; keep_last / keep_best checkpoints; nan_limit.
         key_mode: how utterance ids and audio paths appear in ``skipped.tsv`` ("plain",
             "hash" or "omit": call ids may carry phone numbers).
+        freeze: parameter-name prefixes that do not train: for the whole run
+            (``freeze_steps`` 0: left out of the optimizer), or for the first ``freeze_steps``
+            steps only (learning rate 0 until then, e.g. a pretrained encoder under a new head).
         optim: lr, weight_decay, betas, eps, layer_decay, warmup_steps, scheduler, min_lr_ratio.
     """
 
@@ -69,6 +78,7 @@ class Trainer:
                  val_context: Sequence[int] = (0, 0, 0), log_every: int = 10,
                  val_every: int = 500, save_every: int = 500, keep_last: int = 5,
                  keep_best: int = 5, nan_limit: int = 10, key_mode: str = "plain",
+                 freeze: Sequence[str] = (), freeze_steps: int = 0,
                  optim: Optional[Dict] = None):
         optim = dict(optim or {})
         self.model, self.tokenizer, self.env = model, tokenizer, env
@@ -85,8 +95,11 @@ class Trainer:
         self.key_mode, self.skipped = key_mode, []  # rows this rank left out, not yet written
         self.schedule = dict(warmup_steps=optim.pop("warmup_steps", 0), max_steps=max_steps,
                              kind=optim.pop("scheduler", "cosine"),
-                             min_lr_ratio=optim.pop("min_lr_ratio", 0.0))
-        self.optimizer = build_optimizer(model, **optim)
+                             min_lr_ratio=optim.pop("min_lr_ratio", 0.0),
+                             hold_steps=freeze_steps)
+        self.frozen = [] if freeze_steps else freeze_parameters(model, freeze)
+        self.optimizer = build_optimizer(model, **optim, hold=tuple(freeze) if freeze_steps
+                                         else ())
         self.scheduler = build_scheduler(self.optimizer, **self.schedule)
         self.scaler = torch.amp.GradScaler(enabled=self.amp is torch.float16)
         self.ddp = DistributedDataParallel(model) if env.distributed else None
@@ -140,14 +153,14 @@ class Trainer:
         self.model.train()
         net = self.ddp or self.model
         ctx = self.context()
-        sums = {"loss": 0.0, "loss_ctc": 0.0, "loss_att": 0.0}
+        sums = dict.fromkeys(self.model.stat_names, 0.0)
         for i, batch in enumerate(micro):
             self.skipped += [(self.step, s) for s in batch.skipped]
             sync = i == len(micro) - 1 or self.ddp is None
             with (nullcontext() if sync else self.ddp.no_sync()), self.autocast():
                 if batch.feats.size(0) == 0:  # every item was bad: keep ranks in lockstep
                     loss = sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad)
-                    out = {"loss": loss, "loss_ctc": loss.detach(), "loss_att": None}
+                    out = {"loss": loss}
                 else:
                     b = batch.to(self.env.device)
                     out = net(b.feats, b.feats_lens, b.targets, b.target_lens, *ctx)
@@ -188,33 +201,54 @@ class Trainer:
     # ---------------------------------------------------------------- validation
     @torch.no_grad()
     def validate(self) -> Dict:
-        """Dev loss and greedy CTC CER/WER (decode_features, as recognize), over all ranks."""
+        """Dev statistics (the model's ``stat_names``, utterance-weighted) and, with a
+        tokenizer, greedy CTC CER/WER (decode_features, as recognize), over all ranks. Random
+        draws (SSL masks) come from a generator seeded the same at every validation, and the
+        training random state is left as it was."""
         if self.dev_data is None:
             return {}
         self.model.eval()
-        totals = [0.0] * 6  # loss·n, n, word errors, words, char errors, chars
-        for batch in self.dev_data.batches(0):
-            if batch.feats.size(0) == 0:
-                continue
-            b = batch.to(self.env.device)
-            with self.autocast():
-                out = self.model(b.feats, b.feats_lens, b.targets, b.target_lens,
-                                 *self.val_context)
-            n = b.feats.size(0)
-            totals[0] += float(out["loss"]) * n
-            totals[1] += n
-            feats = [f[:t] for f, t in zip(b.feats, b.feats_lens.tolist())]
-            hyps = decode_features(self.model, feats, *self.val_context)
-            for hyp, target, length in zip(hyps, b.targets, b.target_lens.tolist()):
-                ref = normalize_text(self.tokenizer.decode(target[:length].tolist()))
-                w = error_counts(ref, normalize_text(hyp.text), "word")
-                c = error_counts(ref, normalize_text(hyp.text), "char")
-                totals[2:] = [a + x for a, x in zip(totals[2:], (*w, *c))]
-        loss_n, n, we, wn, ce, cn = all_reduce_sum(totals, self.env)
-        metrics = {"loss": loss_n / max(n, 1), "wer": 100.0 * we / max(wn, 1),
-                   "cer": 100.0 * ce / max(cn, 1), "utterances": int(n)}
+        names = self.model.stat_names
+        stats = [0.0] * (2 * len(names))  # per statistic: value·n, n
+        errors = [0.0] * 4  # word errors, words, char errors, chars
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            for batch in self.dev_data.batches(0):
+                if batch.feats.size(0) == 0:
+                    continue
+                b = batch.to(self.env.device)
+                with self.autocast():
+                    out = self.model(b.feats, b.feats_lens, b.targets, b.target_lens,
+                                     *self.val_context)
+                n = b.feats.size(0)
+                for i, name in enumerate(names):
+                    if out.get(name) is not None:
+                        stats[2 * i] += float(out[name]) * n
+                        stats[2 * i + 1] += n
+                if self.tokenizer is not None:
+                    errors = [a + x for a, x in zip(errors, self.error_counts(b))]
+        totals = all_reduce_sum(stats + errors, self.env)
+        metrics = {name: totals[2 * i] / totals[2 * i + 1] for i, name in enumerate(names)
+                   if totals[2 * i + 1] > 0}
+        if self.tokenizer is not None:
+            we, wn, ce, cn = totals[-4:]
+            metrics.update(wer=100.0 * we / max(wn, 1), cer=100.0 * ce / max(cn, 1))
+        metrics["utterances"] = int(totals[1])  # stat_names[0] is "loss", always there
         self.log("dev", metrics)
         return metrics
+
+    def error_counts(self, b) -> List[float]:
+        """Greedy CTC word and character errors of one dev batch: [word errors, words,
+        char errors, chars]."""
+        counts = [0.0] * 4
+        feats = [f[:t] for f, t in zip(b.feats, b.feats_lens.tolist())]
+        hyps = decode_features(self.model, feats, *self.val_context)
+        for hyp, target, length in zip(hyps, b.targets, b.target_lens.tolist()):
+            ref = normalize_text(self.tokenizer.decode(target[:length].tolist()))
+            w = error_counts(ref, normalize_text(hyp.text), "word")
+            c = error_counts(ref, normalize_text(hyp.text), "char")
+            counts = [a + x for a, x in zip(counts, (*w, *c))]
+        return counts
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> Dict:

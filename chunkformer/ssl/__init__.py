@@ -1,0 +1,1 @@
+"""Self-supervised pretraining of the ChunkFormer encoder (BEST-RQ, :mod:`.bestrq`)."""
