@@ -14,7 +14,7 @@ from chunkformer.data.augment import mulaw_decode, mulaw_encode
 from chunkformer.data.manifest import read_manifest
 from chunkformer.data.synthetic import (
     HELD_OUT_VARIANTS, TEMPLATES, TRAIN_VARIANTS, date_to_words, digits_to_words, fill_template,
-    money_to_words, number_to_words, plan_corpus, time_to_words,
+    money_to_words, number_to_words, plan_corpus, train_vocabulary, time_to_words,
     write_corpus)
 from chunkformer.data.text import normalize_text
 
@@ -130,6 +130,29 @@ def test_plan_shuffled_sentences(monkeypatch):
     assert not any(u.shuffled for u in plan_corpus(50, 5, 5, seed=3)["train"])
     with pytest.raises(ValueError, match="shuffled_fraction"):
         plan_corpus(10, 1, 1, shuffled_fraction=-0.1)
+
+
+def test_plan_even_words_come_from_the_train_vocabulary_only():
+    vocabulary = set(train_vocabulary())
+    plan = plan_corpus(600, 40, 80, seed=4, shuffled_fraction=1.0, even_word_fraction=0.5)
+    train_words = Counter(w for u in plan["train"] for w in u.text.split())
+    assert len(set(train_words) & vocabulary) > 0.97 * len(vocabulary)
+    natural = plan_corpus(600, 40, 80, seed=4, shuffled_fraction=1.0)
+    natural_words = Counter(w for u in natural["train"] for w in u.text.split())
+    rare = [w for w, n in natural_words.items() if n <= 3]  # words of rare templates
+    assert rare and sum(train_words[w] for w in rare) > 3 * sum(natural_words[w] for w in rare)
+    # words that only the test's "*" templates say (not also train slot values) are never heard
+    # in training
+    said = {True: set(), False: set()}
+    for roles in TEMPLATES.values():
+        for templates in roles.values():
+            for t in templates:
+                said[t.startswith("*")].update(w for w in t.lstrip("*").split() if "{" not in w)
+    unseen_only = said[True] - said[False] - vocabulary  # a few are also slot values
+    assert len(unseen_only) > 25 and not unseen_only & set(train_words)
+    assert set(train_words) - vocabulary <= natural_words.keys()  # nothing from elsewhere
+    with pytest.raises(ValueError, match="even_word_fraction"):
+        plan_corpus(10, 1, 1, even_word_fraction=1.5)
 
 
 def test_mulaw_matches_sox(tmp_path):
