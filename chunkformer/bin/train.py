@@ -30,6 +30,8 @@ from chunkformer.encoder.cmvn import GlobalCMVN, read_cmvn
 from chunkformer.model import ChunkFormerModel
 from chunkformer.pretrained import (CMVN_KEYS, build_modules, read_encoder_state,
                                     save_folder, take_encoder)
+from chunkformer.heads.multitask import (build_heads_model, collect_classes, is_multitask,
+                                         label_fields)
 from chunkformer.ssl.bestrq import BestRQModel, is_bestrq
 from chunkformer.training.distributed import init_distributed, shutdown
 from chunkformer.training.optim import trainable_summary
@@ -78,6 +80,9 @@ def build_model(cfg: dict, tokenizer):
         stats = Path(cfg["data"]["cmvn"]).read_bytes()
     if is_bestrq(cfg["model"]):
         model = BestRQModel.from_config(cfg["model"], cmvn, stats)
+    elif is_multitask(cfg["model"]):
+        model = build_heads_model(cfg["model"], cmvn, stats,
+                                  tokenizer.vocab if tokenizer is not None else None)
     else:
         if tokenizer is None:
             raise ConfigError("tokenizer.path is required to train an ASR model")
@@ -119,13 +124,19 @@ def main(argv=None):
         source = cfg["tokenizer"].get("path") or (
             None if is_bestrq(cfg["model"]) else cfg["train"].get("init_from"))
         tokenizer = load_tokenizer(source) if source else None  # none: audio-only pretraining
-        model = build_model(cfg, tokenizer).to(env.device)
         paths = {k: data_conf.pop(k, None) for k in
                  ("train", "dev", "audio_root", "cmvn", "train_feats_scp", "dev_feats_scp")}
+        sources = {split: data_source(paths[split], paths["audio_root"])
+                   for split in ("train", "dev") if paths[split]}
+        if is_multitask(cfg["model"]) and isinstance(sources.get("train"), list):
+            # heads without classes take them from the training list (shards: list them)
+            cfg["model"] = collect_classes(cfg["model"], sources["train"])
+        model = build_model(cfg, tokenizer).to(env.device)
+        labels = label_fields(model) if is_multitask(cfg["model"]) else None
         train_data, dev_data = (
-            build_data(data_source(paths[split], paths["audio_root"]), tokenizer, data_conf,
-                       seed, env.rank, env.world_size, train=split == "train",
-                       feats_scp=paths[f"{split}_feats_scp"]) if paths[split] else None
+            build_data(sources[split], tokenizer, data_conf, seed, env.rank, env.world_size,
+                       train=split == "train", feats_scp=paths[f"{split}_feats_scp"],
+                       label_fields=labels) if split in sources else None
             for split in ("train", "dev"))
         if train_data is None:
             raise ConfigError("data.train is required")

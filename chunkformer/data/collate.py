@@ -5,7 +5,7 @@ never reaches a loss; ``targets`` are padded with -1 so a padded position cannot
 real token id.
 """
 from dataclasses import dataclass, field
-from typing import List, Sequence
+from typing import Dict, List, Sequence
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -28,6 +28,8 @@ class Batch:
         target_lens: (B,) int64 tokens per utterance.
         audio_seconds: total seconds of source audio in the batch (throughput).
         skipped: (key, reason) of the items of this batch that were left out.
+        labels: {field: (B,) int64 class ids, -1 where an utterance has no such label} for
+            the classification heads (empty for ASR and pretraining).
     """
 
     keys: List[str]
@@ -37,10 +39,12 @@ class Batch:
     target_lens: torch.Tensor
     audio_seconds: float
     skipped: List[Skipped] = field(default_factory=list)
+    labels: Dict[str, torch.Tensor] = field(default_factory=dict)
 
     def _map(self, fn) -> "Batch":
         return Batch(self.keys, fn(self.feats), fn(self.feats_lens), fn(self.targets),
-                     fn(self.target_lens), self.audio_seconds, self.skipped)
+                     fn(self.target_lens), self.audio_seconds, self.skipped,
+                     {k: fn(v) for k, v in self.labels.items()})
 
     def to(self, device, non_blocking: bool = False) -> "Batch":
         """The tensors moved to ``device``."""
@@ -64,7 +68,10 @@ def collate(items: Sequence, num_mel_bins: int = 80) -> Batch:
     else:
         feats = torch.zeros(0, 0, num_mel_bins)
         targets = torch.zeros(0, 0, dtype=torch.long)
+    fields = sorted({f for e in examples for f in e.get("labels", {})})
+    labels = {f: torch.tensor([e.get("labels", {}).get(f, -1) for e in examples],
+                              dtype=torch.long) for f in fields}
     return Batch(keys=[e["key"] for e in examples], feats=feats, feats_lens=lens,
                  targets=targets, target_lens=target_lens,
                  audio_seconds=float(sum(e["audio_seconds"] for e in examples)),
-                 skipped=skipped)
+                 skipped=skipped, labels=labels)

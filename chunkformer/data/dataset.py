@@ -32,7 +32,7 @@ from chunkformer.data.features import SAMPLE_RATE, SHIFT, compute_fbank
 from chunkformer.encoder.subsampling import subsampled_length
 
 SKIP_KINDS = ("unreadable audio", "missing features", "empty transcript", "unknown characters",
-              "too short", "transcript too long")
+              "too short", "transcript too long", "unknown label")
 
 
 class Skipped(NamedTuple):
@@ -57,6 +57,13 @@ class Skipped(NamedTuple):
 
 class _Skip(Exception):
     """Raised inside :class:`ExampleBuilder` to turn a row into a :class:`Skipped`."""
+
+
+def row_label(row, name: str):
+    """A row's value of label field ``name``: a list column, or the row's speaker / group."""
+    if name in ("speaker", "group"):
+        return getattr(row, name)
+    return row.labels.get(name)
 
 
 def example_generator(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -124,12 +131,18 @@ class ExampleBuilder:
         dither: Kaldi dither amplitude (1.0 for training, 0.0 for evaluation).
         feats_scp: a Kaldi ``feats.scp`` of precomputed fbank to read instead of the audio
             (waveform transforms and dither must then be off).
+        label_fields: {field: {class name: id}} for classification heads: the row's value of
+            each field (a list column, or ``speaker`` / ``group``) → ``example["labels"]``;
+            a row without the field gets no label (-1 in the batch), a value outside the
+            classes is skipped as "unknown label".
     """
 
     def __init__(self, tokenizer, waveform_transforms: Sequence = (),
                  feature_transforms: Sequence = (), num_mel_bins: int = 80,
-                 dither: float = 0.0, feats_scp=None):
+                 dither: float = 0.0, feats_scp=None,
+                 label_fields: Optional[Dict[str, Dict[str, int]]] = None):
         self.tokenizer = tokenizer
+        self.label_fields = dict(label_fields or {})
         self.waveform_transforms = list(waveform_transforms)
         self.feature_transforms = list(feature_transforms)
         self.num_mel_bins, self.dither = num_mel_bins, dither
@@ -144,6 +157,7 @@ class ExampleBuilder:
         16 kHz samples (default: ``load_audio`` of the row's file and segment)."""
         try:
             targets = self._targets(row.text)
+            labels = self._labels(row)
             feats, seconds = self._features(row, g, read_wave)
             encoder_frames = int(subsampled_length(feats.size(0)))
             if encoder_frames < 1:
@@ -156,7 +170,23 @@ class ExampleBuilder:
             return Skipped.of(row, str(e))
         except AudioError as e:
             return Skipped.of(row, f"unreadable audio: {e}")
-        return {"key": row.key, "feats": feats, "targets": targets, "audio_seconds": seconds}
+        example = {"key": row.key, "feats": feats, "targets": targets, "audio_seconds": seconds}
+        if self.label_fields:
+            example["labels"] = labels
+        return example
+
+    def _labels(self, row) -> Dict[str, int]:
+        """The row's class ids of the label fields (fields it lacks are left out)."""
+        labels = {}
+        for name, classes in self.label_fields.items():
+            value = row_label(row, name)
+            if value is None:
+                continue
+            if str(value) not in classes:
+                raise _Skip(f"unknown label: {name} {value!r} is not one of the "
+                            f"{len(classes)} classes")
+            labels[name] = classes[str(value)]
+        return labels
 
     def _targets(self, text: Optional[str]) -> torch.Tensor:
         """Transcript → (U,) int64 token ids; raises _Skip for empty or unencodable text.

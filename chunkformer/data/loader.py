@@ -257,7 +257,7 @@ def _log_left_out(left_out: int, total: int, cfg: DataConfig):
 
 
 def build_data(source, tokenizer, conf: dict, seed: int, rank: int = 0, world_size: int = 1,
-               train: bool = True, feats_scp=None) -> BatchSource:
+               train: bool = True, feats_scp=None, label_fields=None) -> BatchSource:
     """Rows or a shard list → the :class:`BatchSource` of this rank.
 
     Args:
@@ -271,6 +271,7 @@ def build_data(source, tokenizer, conf: dict, seed: int, rank: int = 0, world_si
         train: shuffle, augment and dither (True), or read as at inference, sorted (False).
         feats_scp: precomputed fbank (``dataset.write_feats_scp``) to read instead of the
             rows' audio (not with shards).
+        label_fields: {field: {class: id}} of the classification heads (``ExampleBuilder``).
     """
     cfg = DataConfig.from_dict(conf)
     sharded = isinstance(source, (str, os.PathLike))
@@ -278,7 +279,8 @@ def build_data(source, tokenizer, conf: dict, seed: int, rank: int = 0, world_si
         raise ValueError("shards carry audio: precomputed features go with manifests")
     wave, feats, stretch = _transforms(cfg, train, waveform=feats_scp is None)
     dither = cfg.fbank.dither if train and feats_scp is None else 0.0
-    build = ExampleBuilder(tokenizer, wave, feats, cfg.fbank.num_mel_bins, dither, feats_scp)
+    build = ExampleBuilder(tokenizer, wave, feats, cfg.fbank.num_mel_bins, dither, feats_scp,
+                           label_fields)
     uneven = "drop" if train else "empty"
     if sharded:
         shards = read_shard_list(source)

@@ -65,19 +65,26 @@ class ChunkFormerEncoder(nn.Module):
         return len(self.encoders)
 
     def forward(self, xs: torch.Tensor, xs_lens: torch.Tensor, chunk_size: Optional[int] = 0,
-                left_context_size: int = 0, right_context_size: int = 0):
+                left_context_size: int = 0, right_context_size: int = 0,
+                return_layers: bool = False):
         """Encode a padded batch.
 
         Args:
             xs: (B, T, F) fbank, padded; xs_lens: (B,) valid frames.
             chunk_size, left_context_size, right_context_size: C, L, R in subsampled frames;
                 C ≤ 0 or None means full context.
+            return_layers: also return every block's output (before the final LayerNorm), for
+                heads that read a weighted sum of layers or a chosen layer.
         Returns:
-            (B, T', D) encoder output (zero after each length), (B,) lengths T' = (T - 7) // 8.
+            (B, T', D) encoder output (zero after each length), (B,) lengths T' = (T - 7) // 8;
+            with ``return_layers`` also a list of N (B, T', D) block outputs.
         """
         lens = subsampled_length(xs_lens.to(torch.long))
         layout = self.layout(lens, chunk_size, left_context_size, right_context_size)
-        x, _ = self._encode_chunks(layout.fbank_windows(xs), layout)
+        layers: Optional[List[torch.Tensor]] = [] if return_layers else None
+        x, _ = self._encode_chunks(layout.fbank_windows(xs), layout, layers=layers)
+        if return_layers:
+            return layout.unpack(x), lens.to(xs.device), [layout.unpack(h) for h in layers]
         return layout.unpack(x), lens.to(xs.device)
 
     def forward_list(self, feats: List[torch.Tensor], chunk_size, left_context_size,
@@ -130,7 +137,7 @@ class ChunkFormerEncoder(nn.Module):
         return torch.cat([self.embed(windows[i:i + step]) for i in range(0, g, step)])
 
     def _encode_chunks(self, windows, layout: ChunkLayout, cache: Optional[EncoderCache] = None,
-                       cache_at: Optional[int] = None):
+                       cache_at: Optional[int] = None, layers: Optional[list] = None):
         layout.to(windows.device)
         x = self.embed_dropout(self._frontend(windows))  # (G, C, D)
         pos = relative_position_table(layout.chunk, layout.left, layout.right,
@@ -142,6 +149,8 @@ class ChunkFormerEncoder(nn.Module):
                             cache.conv[i] if cache is not None else None, cache_at)
             att.append(a)
             conv.append(c)
+            if layers is not None:
+                layers.append(x)
         x = self.after_norm(x)
         if cache_at is None:
             return x, None

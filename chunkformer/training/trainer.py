@@ -50,6 +50,11 @@ def resident_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _labels(batch) -> Dict:
+    """The keyword arguments that hand a batch's class labels to models with task heads."""
+    return {"labels": batch.labels} if getattr(batch, "labels", None) else {}
+
+
 class NonFiniteLoss(RuntimeError):
     """Too many non-finite gradient norms in a row."""
 
@@ -163,7 +168,8 @@ class Trainer:
                     out = {"loss": loss}
                 else:
                     b = batch.to(self.env.device)
-                    out = net(b.feats, b.feats_lens, b.targets, b.target_lens, *ctx)
+                    out = net(b.feats, b.feats_lens, b.targets, b.target_lens, *ctx,
+                              **_labels(b))
                 self.scaler.scale(out["loss"] / len(micro)).backward()
             for k in sums:
                 if out.get(k) is not None:
@@ -219,7 +225,7 @@ class Trainer:
                 b = batch.to(self.env.device)
                 with self.autocast():
                     out = self.model(b.feats, b.feats_lens, b.targets, b.target_lens,
-                                     *self.val_context)
+                                     *self.val_context, **_labels(b))
                 n = b.feats.size(0)
                 for i, name in enumerate(names):
                     if out.get(name) is not None:
