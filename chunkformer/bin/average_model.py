@@ -16,12 +16,10 @@ from pathlib import Path
 
 import torch
 
-from chunkformer.config import load_yaml
-from chunkformer.model import ChunkFormerModel
-from chunkformer.pretrained import WEIGHT_FILES
+from chunkformer.folders import load_model_folder
 from chunkformer.heads.adapters import save_trainable
-from chunkformer.heads.multitask import ADAPTER_FILE, is_multitask, load_heads_folder
-from chunkformer.ssl.bestrq import BestRQModel, is_bestrq
+from chunkformer.heads.multitask import ADAPTER_FILE
+from chunkformer.pretrained import WEIGHT_FILES
 from chunkformer.training.checkpoint import CheckpointDir, average_state_dicts
 
 
@@ -49,13 +47,9 @@ def main(argv=None):
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(template, tmp)
     torch.save(average_state_dicts([ckpt.path(s) for s in steps]), tmp / WEIGHT_FILES[0])
-    cfg = load_yaml(tmp / "config.yaml")
-    if is_multitask(cfg):  # strict check before it replaces anything
-        model = load_heads_folder(tmp)
-        if cfg.get("adapters"):  # also the small file of what trained, for a base model
-            save_trainable(model, tmp / ADAPTER_FILE)
-    else:
-        (BestRQModel if is_bestrq(cfg) else ChunkFormerModel).from_pretrained(tmp)
+    model = load_model_folder(tmp)  # strict check before it replaces anything
+    if model.config.get("adapters"):  # also the small file of what trained, for a base model
+        save_trainable(model, tmp / ADAPTER_FILE)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     print(f"averaged {len(steps)} checkpoints (steps {', '.join(map(str, steps))}) → {out}")

@@ -52,8 +52,9 @@ def segment_plan(num_frames: int, chunk: int, left: int, right: int, num_blocks:
         start += keep * stride
 
 
-def encode_long(model, stream, chunk, left, right, total_batch_duration):
-    """Yield (first encoder frame index, (n, D) encoder frames) segment by segment."""
+def encode_long(model, stream, chunk, left, right, total_batch_duration, layers=False):
+    """Yield (first encoder frame index, (n, D) encoder frames) segment by segment; with
+    ``layers`` (first index, frames, [N block outputs (n, D)])."""
     enc_model = model.encoder
     cache, emitted = None, 0
     for seg in segment_plan(stream.num_frames, chunk, left, right, enc_model.num_blocks,
@@ -61,11 +62,12 @@ def encode_long(model, stream, chunk, left, right, total_batch_duration):
         feats = stream.read(seg.start, seg.stop).to(model.device)
         if feats.size(0) < Subsampling.receptive_field:
             return
-        enc, cache = enc_model.forward_segment(feats, chunk, left, right, cache, seg.keep)
-        if not seg.last:
-            enc = enc[:seg.keep]
-        yield emitted, enc
-        emitted += enc.size(0)
+        blocks = [] if layers else None
+        enc, cache = enc_model.forward_segment(feats, chunk, left, right, cache, seg.keep,
+                                               blocks)
+        n = enc.size(0) if seg.last else min(seg.keep, enc.size(0))
+        yield (emitted, enc[:n], [h[:n] for h in blocks]) if layers else (emitted, enc[:n])
+        emitted += n
 
 
 @torch.no_grad()

@@ -104,21 +104,27 @@ class ChunkFormerEncoder(nn.Module):
         return ChunkLayout.build(lens, chunk_size, left, right, self.lorder, history)
 
     def forward_segment(self, feats: torch.Tensor, chunk_size: int, left_context_size: int,
-                        right_context_size: int, cache: Optional[EncoderCache], keep: int):
+                        right_context_size: int, cache: Optional[EncoderCache], keep: int,
+                        layers: Optional[list] = None):
         """Encode one segment (T, F) of a long utterance after the frames held in ``cache``.
 
         Returns the (T', D) output of the segment and the cache for a segment that starts at
-        subsampled frame ``keep`` of this one.
+        subsampled frame ``keep`` of this one. A ``layers`` list receives the N blocks' (T', D)
+        outputs.
         """
         if cache is None:
             cache = self.empty_cache(left_context_size, feats.dtype, feats.device)
         lens = subsampled_length(torch.tensor([feats.size(0)]))
         layout = self.layout(lens, chunk_size, left_context_size, right_context_size,
                              cache.history)
+        blocks: Optional[list] = [] if layers is not None else None
         x, new_cache = self._encode_chunks(layout.fbank_windows(feats.unsqueeze(0)), layout,
-                                           cache, keep)
+                                           cache, keep, layers=blocks)
         new_cache.history = cache.history + keep
-        return x.reshape(-1, x.size(-1))[:int(lens[0])], new_cache
+        n = int(lens[0])
+        if layers is not None:
+            layers.extend(h.reshape(-1, h.size(-1))[:n] for h in blocks)
+        return x.reshape(-1, x.size(-1))[:n], new_cache
 
     def empty_cache(self, left: int, dtype=torch.float32, device="cpu") -> EncoderCache:
         n, d = self.num_blocks, self.output_size

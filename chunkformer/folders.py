@@ -1,0 +1,18 @@
+"""Load any model folder this toolkit writes, by the ``model`` field of its config.yaml: an ASR
+model (released layout), a BEST-RQ pretrained encoder, or an encoder with task heads."""
+from pathlib import Path
+
+from chunkformer.config import load_yaml
+from chunkformer.heads.multitask import is_multitask, load_heads_folder
+from chunkformer.model import ChunkFormerModel
+from chunkformer.ssl.bestrq import BestRQModel, is_bestrq
+
+
+def load_model_folder(folder, device="cpu"):
+    """→ ChunkFormerModel, BestRQModel or EncoderWithHeads (eval mode); strict loads."""
+    cfg = load_yaml(Path(folder) / "config.yaml")
+    if is_multitask(cfg):
+        return load_heads_folder(folder, device)
+    if is_bestrq(cfg):
+        return BestRQModel.from_pretrained(folder, device)
+    return ChunkFormerModel.from_pretrained(folder, device)
