@@ -97,11 +97,7 @@ class ChunkFormerModel(nn.Module):
 
         Raises AudioError for unreadable audio or audio too short for one encoder frame.
         """
-        fbank = self.config.get("fbank_conf") or {}
-        wave = ensure_long_enough(load_audio(audio, sample_rate, start, end))
-        return compute_fbank(wave, num_mel_bins=int(fbank.get("num_mel_bins", 80)),
-                             frame_length=float(fbank.get("frame_length", 25)),
-                             frame_shift=float(fbank.get("frame_shift", 10)))
+        return model_features(self.config, audio, sample_rate, start, end)
 
     def batch_decode(self, audios: List, chunk_size: int = 64, left_context_size: int = 128,
                      right_context_size: int = 128, total_batch_duration: float = 1800,
@@ -131,3 +127,14 @@ class ChunkFormerModel(nn.Module):
         if not return_timestamps:
             return result.text
         return result.segments(max_silence_duration)
+
+
+def model_features(config: dict, audio, sample_rate: Optional[int] = None,
+                   start: Optional[float] = None, end: Optional[float] = None) -> torch.Tensor:
+    """Path or waveform → (T, 80) fbank with a model config's ``fbank_conf`` (spec §5); every
+    model type computes its input here."""
+    fbank = config.get("fbank_conf") or {}
+    wave = ensure_long_enough(load_audio(audio, sample_rate, start, end))
+    return compute_fbank(wave, num_mel_bins=int(fbank.get("num_mel_bins", 80)),
+                         frame_length=float(fbank.get("frame_length", 25)),
+                         frame_shift=float(fbank.get("frame_shift", 10)))

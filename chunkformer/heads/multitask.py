@@ -31,6 +31,7 @@ from chunkformer.encoder.encoder import ChunkFormerEncoder
 from chunkformer.heads.adapters import attach_adapters, load_trainable
 from chunkformer.heads.classifier import SpeakerEmbeddingHead, UtteranceClassifier
 from chunkformer.heads.ctc import CTCHead
+from chunkformer.model import model_features
 from chunkformer.pretrained import WEIGHT_FILES, read_encoder_state, take_encoder
 
 MODEL_TYPE = "multitask"
@@ -107,6 +108,10 @@ class EncoderWithHeads(nn.Module):
     @property
     def device(self):
         return next(self.parameters()).device
+
+    def features(self, audio, sample_rate=None, start=None, end=None) -> torch.Tensor:
+        """Path or waveform → (T, 80) fbank, as the ASR model computes it."""
+        return model_features(self.config, audio, sample_rate, start, end)
 
     def head_input(self, name: str, enc, layers):
         i = self.specs[name]["input"]
