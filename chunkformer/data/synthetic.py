@@ -495,16 +495,20 @@ def train_vocabulary() -> tuple:
 
 
 def _plan_utterance(rng, split: str, index: int, telephone: bool, unseen_voice: bool,
-                    shuffled: bool, used: set, even_word_fraction: float = 0.0) -> Utterance:
+                    shuffled: bool, used: set, even_word_fraction: float = 0.0,
+                    mix=None) -> Utterance:
+    """One utterance; ``mix`` (its own generator) draws the shuffling, so that the shuffle
+    settings change no other draw: train's natural sentences, and with them dev and test,
+    stay the same."""
     accent = rng.choice(list(ACCENTS))
     variant = rng.choice(HELD_OUT_VARIANTS if unseen_voice else TRAIN_VARIANTS)
     intent, role, text, unseen_template = _new_sentence(
         rng, split, rng.choice(ACCENT_STYLES[accent]), used)
     if shuffled:  # the words of this sentence and of a second one, as many as this one has
-        other = _new_sentence(rng, split, rng.choice(ACCENT_STYLES[accent]), used)[2]
+        other = _new_sentence(mix, split, mix.choice(ACCENT_STYLES[accent]), set())[2]
         words = text.split() + other.split()
-        rng.shuffle(words)
-        text = " ".join(rng.choice(train_vocabulary()) if rng.random() < even_word_fraction
+        mix.shuffle(words)
+        text = " ".join(mix.choice(train_vocabulary()) if mix.random() < even_word_fraction
                         else w for w in words[:len(text.split())])
     weights = (BOT_EMOTIONS if role == "bot" else
                COMPLAINT_EMOTIONS if intent == "complaint" else CUSTOMER_EMOTIONS)
@@ -551,10 +555,11 @@ def plan_corpus(num_train: int, num_dev: int, num_test: int, seed: int = 0,
         telephone = set(rng.sample(range(n), round(n * telephone_fraction)))
         num_unseen = round(n * unseen_voice_fraction) if split == "test" else 0
         unseen = set(rng.sample(range(n), num_unseen))
-        shuffled = set(rng.sample(range(n), round(n * shuffled_fraction))
+        mix = random.Random(f"{seed}/{split}/shuffle")
+        shuffled = set(mix.sample(range(n), round(n * shuffled_fraction))
                        if split == "train" else ())
         plan[split] = [_plan_utterance(rng, split, i, i in telephone, i in unseen,
-                                       i in shuffled, used, even_word_fraction)
+                                       i in shuffled, used, even_word_fraction, mix)
                       for i in range(n)]
     return plan
 

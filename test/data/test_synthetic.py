@@ -153,6 +153,9 @@ def test_plan_even_words_come_from_the_train_vocabulary_only():
     assert set(train_words) - vocabulary <= natural_words.keys()  # nothing from elsewhere
     with pytest.raises(ValueError, match="even_word_fraction"):
         plan_corpus(10, 1, 1, even_word_fraction=1.5)
+    # the shuffle settings change train only: dev and test stay the same sentences and voices
+    plain = plan_corpus(600, 40, 80, seed=4)
+    assert plain["dev"] == plan["dev"] and plain["test"] == plan["test"]
 
 
 def test_mulaw_matches_sox(tmp_path):
