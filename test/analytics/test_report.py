@@ -1,0 +1,117 @@
+"""The call report: analysis of a call (segments, speakers, timeline, outcome weights) and the
+page rendered in headless Chromium (DOM and screenshot checked)."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from chunkformer.analytics.report import analyse_call, render_report
+from chunkformer.config import load_yaml
+from chunkformer.heads.multitask import build_heads_model
+from chunkformer.model import ChunkFormerModel
+from chunkformer.pretrained import read_encoder_state, save_folder, take_encoder
+
+HEADS = {"intent": {"type": "classifier", "classes": ["greet", "pay", "lock"],
+                    "pooling": "attentive"},
+         "emotion": {"type": "classifier", "classes": ["calm", "angry"], "pooling": "mean",
+                     "input": "weighted"},
+         "outcome": {"type": "classifier", "classes": ["pays", "refuses"],
+                     "pooling": "attentive"},
+         "speaker": {"type": "speaker", "classes": ["a", "b", "c"], "embed_dim": 8}}
+
+
+@pytest.fixture(scope="module")
+def models(ref_model_dir, tmp_path_factory):
+    """The reference ASR model (random weights: it says many words) and a task model on its
+    encoder with four heads, saved as a folder."""
+    asr = ChunkFormerModel.from_pretrained(ref_model_dir)
+    cfg = load_yaml(ref_model_dir / "config.yaml")
+    cfg = {k: v for k, v in cfg.items() if k in ("encoder", "encoder_conf", "input_dim",
+                                                  "fbank_conf", "is_json_cmvn", "cmvn_file")}
+    cfg.update(model="multitask", heads=HEADS)
+    torch.manual_seed(0)
+    task = build_heads_model(cfg, cmvn=asr.encoder.global_cmvn, cmvn_stats=asr.cmvn_stats)
+    take_encoder(task, read_encoder_state(ref_model_dir)[0], ref_model_dir)
+    folder = tmp_path_factory.mktemp("task") / "task"
+    save_folder(task.eval(), folder)
+    return asr, task.eval(), folder
+
+
+def test_analysis_of_a_long_call(models, ref_meta, reference_dir):
+    asr, task, _ = models
+    wav = str(reference_dir / ref_meta["long_wav"])
+    a = analyse_call("call 7", wav, asr, task, "outcome", ["intent", "emotion"], "speaker")
+    assert len(a.segments) >= 3 and a.duration > 10
+    words = [w["word"] for s in a.segments for w in s.words]
+    # the segments split the transcript at silences (a word may be cut at a segment edge)
+    assert "".join(words) == asr.batch_decode([wav], chunk_size=0)[0].replace(" ", "")
+    assert all(s.start < s.end for s in a.segments)
+    assert sum(s.weight for s in a.segments) == pytest.approx(1.0)
+    assert {s.speaker for s in a.segments} == {0, 1}
+    t = a.timeline["intent"]
+    assert t["probs"].shape == (len(t["times"]), 3)
+    assert np.allclose(t["probs"].sum(1), 1, atol=1e-5)
+    assert t["times"][1] - t["times"][0] == pytest.approx(0.96)  # 1 s hop = 12 frames of 80 ms
+    assert a.outcome["label"] in ("pays", "refuses")
+    assert a.outcome["method"] == "attention weights"
+    # occlusion when the outcome head pools by mean: weights still a distribution
+    occl = analyse_call("c", wav, asr, task, "emotion", [], None)
+    assert occl.outcome["method"] == "occlusion"
+    assert sum(s.weight for s in occl.segments) == pytest.approx(1.0) or all(
+        s.weight == 0 for s in occl.segments)
+
+
+def _chromium():
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail("chromium is required by the report test: apt-get install chromium",
+                    pytrace=False)
+    return path
+
+
+def test_report_page_in_headless_chromium(models, ref_meta, reference_dir, vi_speech, tmp_path):
+    _, _, folder = models
+    calls = [{"key": "call-long", "wav": str(reference_dir / ref_meta["long_wav"])},
+             {"key": "call<2>", "wav": str(vi_speech[1][0])}]
+    (tmp_path / "calls.list").write_text("".join(json.dumps(c) + "\n" for c in calls))
+    page = tmp_path / "report" / "index.html"
+    r = subprocess.run([sys.executable, "-m", "chunkformer.bin.report", "--model_dir",
+                        str(folder), "--asr_dir", str(reference_dir / "model"), "--data",
+                        str(tmp_path / "calls.list"), "--output", str(page)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    browser = _chromium()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True,
+                         text=True, timeout=120).stdout
+    assert dom.count('class="waveform"') == 2 and "&lt;2&gt;" in dom  # keys escaped
+    assert dom.count('class="heatmap"') == 2
+    # every why-link points at a segment of the page; the words carry their times
+    targets = [part.split('"')[0] for part in dom.split('<a href="#')[1:]]
+    assert len(targets) >= 4 and all(f'id="{t}"' in dom for t in targets)
+    assert dom.count('class="w" data-start=') > 20
+    assert "Predicted outcome:" in dom
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,1400",
+                    page.as_uri()], capture_output=True, timeout=120)
+    img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert img.shape[0] == 1400 and img.std() > 20  # not a blank page
+    # the intent rows of the heatmap are drawn in the first colour (blue, semi-transparent)
+    blue = (img[..., 2] > img[..., 0] + 60) & (img[..., 2] > img[..., 1] + 20)
+    assert blue.sum() > 500
+    dark = (img.sum(-1) < 200).sum()  # waveform strokes and text
+    assert dark > 2000
+
+
+def test_render_escapes_and_lists_calls(models, vi_speech):
+    asr, task, _ = models
+    a = analyse_call("<b>x</b>", str(vi_speech[0][0]), asr, task, "outcome", ["intent"], None)
+    page = render_report([a], title="T & T")
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
+    assert "<title>T &amp; T</title>" in page
+
