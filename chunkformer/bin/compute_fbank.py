@@ -50,7 +50,7 @@ def compute_fbank_scp(rows, output_dir, num_mel_bins: int = 80, num_workers: int
     Returns (scp path, SkipLog of unreadable rows). The parts are fixed slices of the list,
     so the arks and the scp do not depend on the worker count or on scheduling.
     """
-    out = Path(output_dir)
+    out = Path(output_dir).resolve()  # absolute ark paths: the scp works from any folder
     out.mkdir(parents=True, exist_ok=True)
     tasks = [(rows[i:i + CHUNK], out / f"feats_{i // CHUNK}", num_mel_bins)
              for i in range(0, len(rows), CHUNK)]

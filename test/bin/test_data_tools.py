@@ -4,6 +4,7 @@ import json
 import shutil
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,6 +149,14 @@ def test_compute_fbank_writes_inference_features_in_list_order(prepared, tmp_pat
     only_bad = tmp_path / "bad.list"
     write_manifest(only_bad, [Utterance("x", str(tmp_path / "gone.wav"))])
     assert _run(fbank_tool.main, ["--data", only_bad, "--output_dir", tmp_path / "b"]) == 1
+    # a relative --output_dir still gives an scp that works from any folder (recipes in egs/
+    # read the top-level recipe's features)
+    monkeypatch.chdir(tmp_path)
+    assert _run(fbank_tool.main, ["--data", prepared, "--output_dir", "rel"]) == 0
+    monkeypatch.chdir(tmp_path / "b")
+    table = read_feats_scp(tmp_path / "rel" / "feats.scp")
+    assert all(Path(spec.rsplit(":", 1)[0]).is_absolute() for spec in table.values())
+    assert kaldiio.load_mat(table[rows[0].key]).shape[1] == 80
 
 
 def test_compute_cmvn_subset(prepared, tmp_path):
