@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install.sh
+if ! command -v chromium >/dev/null; then  # the call report is tested in headless Chromium
+  echo "[install] apt-get install chromium (test only)"
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
 . tools/env.sh
 set +e
 python3 -m pytest -q test "$@"

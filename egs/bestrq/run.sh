@@ -27,8 +27,10 @@ vocab_size=200               # BPE pieces, learnt from the labeled subset only
 train_procs=2                # torchrun processes of one thread each (gloo)
 nj=2
 corpus_options=""            # passed to the top-level run.sh, e.g. "--num_train 600"
+ssl_overrides=""             # more pretraining settings, "section.key=value ..."
+ft_overrides=""              # more fine-tuning settings (both initialisations)
 _options="stage stop_stage data_dir exp_dir labeled_fraction seeds ssl_config ft_config ssl_steps
-  ft_steps freeze_steps vocab_size train_procs nj corpus_options"
+  ft_steps freeze_steps vocab_size train_procs nj corpus_options ssl_overrides ft_overrides"
 . ../../tools/parse_options.sh
 
 log() { echo "$(date '+%F %T') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
@@ -71,7 +73,7 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
   log "Stage 2: BEST-RQ pretraining on $(wc -l < "$sub/audio.list") utterances without text"
   train "$exp_dir/ssl" "$ssl_config" data.train="$sub/audio.list" \
     data.dev="$sub/dev_audio.list" data.cmvn="$data_dir/train/global_cmvn" $feats \
-    train.max_steps="$ssl_steps"
+    train.max_steps="$ssl_steps" $ssl_overrides
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
@@ -90,7 +92,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         train.freeze=[encoder.] train.freeze_steps=$freeze_steps"
       train "$exp" "$ft_config" data.train="$sub/data.list" data.dev="$data_dir/dev/data.list" \
         data.cmvn="$data_dir/train/global_cmvn" tokenizer.path="$sub/lang/bpe.model" $feats \
-        train.max_steps="$ft_steps" train.seed="$seed" $extra
+        train.max_steps="$ft_steps" train.seed="$seed" $extra $ft_overrides
       python -m chunkformer.bin.average_model --exp_dir "$exp" --num 5 --mode last \
         --out "$exp/final"
       mkdir -p "$exp/decode_test"
