@@ -42,7 +42,8 @@ def make_calls(rows, split, out_dir: Path, num_calls: int, rng):
         turns = []
         for i in range(PER_CALL):  # bot, customer, bot, customer; the same two voices
             role, voice = ("bot", bot) if i % 2 == 0 else ("customer", customer)
-            pool = [r for r in by_role[role] if r["speaker"] == voice] or by_role[role]
+            pool = ([r for r in by_role[role] if r["speaker"] == voice and r not in turns]
+                    or [r for r in by_role[role] if r not in turns])
             turns.append(rng.choice(pool))
         waves = []
         noise = np.random.default_rng(rng.getrandbits(32))
