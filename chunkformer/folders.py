@@ -1,5 +1,6 @@
 """Load any model folder this toolkit writes, by the ``model`` field of its config.yaml: an ASR
 model (released layout), a BEST-RQ pretrained encoder, or an encoder with task heads."""
+import sys
 from pathlib import Path
 
 from chunkformer.config import load_yaml
@@ -16,3 +17,11 @@ def load_model_folder(folder, device="cpu"):
     if is_bestrq(cfg):
         return BestRQModel.from_pretrained(folder, device)
     return ChunkFormerModel.from_pretrained(folder, device)
+
+
+def load_task_model_or_exit(folder, device="cpu"):
+    """A task model folder (``model: multitask``), or exit with a one-line error."""
+    model = load_model_folder(folder, device)
+    if not hasattr(model, "heads"):
+        sys.exit(f"error: {folder} has no task heads (config.yaml model: multitask)")
+    return model

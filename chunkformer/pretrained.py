@@ -99,6 +99,15 @@ def _check_keys(folder, expected: dict, state: dict):
                                  + "; ".join(parts))
 
 
+def read_folder_cmvn(folder: Path, cfg: dict):
+    """A model folder's ``global_cmvn`` → (GlobalCMVN, the file's bytes), or (None, None)."""
+    path = Path(folder) / "global_cmvn"
+    if not path.is_file():
+        return None, None
+    mean, istd = read_cmvn(path, bool(cfg.get("is_json_cmvn", True)))
+    return GlobalCMVN(mean, istd), path.read_bytes()
+
+
 def load_folder(model_dir, ignore: Iterable[str] = (), map_location="cpu"):
     """Read a released-layout folder → (model parts dict, LoadReport). See module docstring."""
     folder = Path(model_dir)
@@ -111,13 +120,8 @@ def load_folder(model_dir, ignore: Iterable[str] = (), map_location="cpu"):
     report.ignored_keys = sorted(k for k in state if ignore and k.startswith(ignore))
     state = {k: v for k, v in state.items() if not (ignore and k.startswith(ignore))}
 
-    cmvn_stats, cmvn = None, None
-    cmvn_path = folder / "global_cmvn"
-    if cmvn_path.is_file():
-        is_json = bool(cfg.get("is_json_cmvn", True))
-        mean, istd = read_cmvn(cmvn_path, is_json)
-        cmvn = GlobalCMVN(mean, istd)
-        cmvn_stats = cmvn_path.read_bytes()
+    cmvn, cmvn_stats = read_folder_cmvn(folder, cfg)
+    if cmvn is not None:
         if all(k in state for k in CMVN_KEYS):
             report.notes.append("CMVN: checkpoint values used (they win over global_cmvn)")
     elif all(k in state for k in CMVN_KEYS):
@@ -206,13 +210,9 @@ def read_encoder_state(source) -> tuple:
     cmvn_stats = None
     if path.is_dir():
         state = torch.load(find_weights(path), map_location="cpu", weights_only=True)
-        if (path / "global_cmvn").is_file():
-            cmvn_stats = (path / "global_cmvn").read_bytes()
-            if not all(k in state for k in CMVN_KEYS):
-                cfg = load_yaml(path / "config.yaml")
-                mean, istd = read_cmvn(path / "global_cmvn", bool(cfg.get("is_json_cmvn", True)))
-                state.update(zip(CMVN_KEYS, (torch.as_tensor(mean, dtype=torch.float32),
-                                             torch.as_tensor(istd, dtype=torch.float32))))
+        cmvn, cmvn_stats = read_folder_cmvn(path, load_yaml(path / "config.yaml"))
+        if cmvn is not None and not all(k in state for k in CMVN_KEYS):
+            state.update(zip(CMVN_KEYS, (cmvn.mean, cmvn.istd)))
     elif path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = state.get("model", state)

@@ -68,9 +68,9 @@ def envelope(wave: np.ndarray, columns: int = 800) -> np.ndarray:
 
 
 def _frames_of(segment: Segment, total: int) -> slice:
-    return slice(min(int(segment.start / FRAME), total - 1), max(int(segment.start / FRAME) + 1,
-                                                                  min(int(segment.end / FRAME)
-                                                                      + 1, total)))
+    """The encoder frames of a segment (at least one, within the call's ``total``)."""
+    first = min(int(segment.start / FRAME), total - 1)
+    return slice(first, max(first + 1, min(int(segment.end / FRAME) + 1, total)))
 
 
 @torch.no_grad()
@@ -99,9 +99,9 @@ def analyse_call(key: str, audio, asr_model, task_model, outcome_head: Optional[
         if speaker_head:
             head = task_model.heads[speaker_head]
             x = head_frames(speaker_head)
-            emb = torch.stack([head.embed(x[_frames_of(s, total)][None],
-                                          torch.tensor([len(range(total)[_frames_of(s, total)])]))
-                               [0][0] for s in segments])
+            pieces = [x[_frames_of(s, total)] for s in segments]
+            emb = torch.stack([head.embed(piece[None], torch.tensor([len(piece)]))[0][0]
+                               for piece in pieces])
         else:
             emb = torch.stack([run["enc"][0, _frames_of(s, total)].mean(0) for s in segments])
         for s, label in zip(segments, agglomerative(emb.float().cpu().numpy(), num_speakers)):

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from chunkformer.bin.common import read_rows_or_exit
 from chunkformer.data.audio import AudioError
 from chunkformer.data.dataset import row_label
-from chunkformer.folders import load_model_folder
+from chunkformer.folders import load_task_model_or_exit
 from chunkformer.heads.classifier import SpeakerEmbeddingHead, cosine_score
 from chunkformer.heads.metrics import (classification_report, confusion_matrix,
                                        equal_error_rate, save_confusion_png)
@@ -101,9 +101,7 @@ def read_trials(path):
 def main(argv=None):
     args = get_parser().parse_args(argv)
     rows = read_rows_or_exit(args.data)
-    model = load_model_folder(args.model_dir)
-    if not hasattr(model, "heads"):
-        sys.exit(f"error: {args.model_dir} has no task heads (config.yaml model: multitask)")
+    model = load_task_model_or_exit(args.model_dir)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     context = (args.chunk_size, args.left_context_size, args.right_context_size)

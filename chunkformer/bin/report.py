@@ -18,7 +18,7 @@ from tqdm import tqdm
 from chunkformer.analytics.report import analyse_call, write_report
 from chunkformer.bin.common import read_rows_or_exit
 from chunkformer.data.audio import AudioError
-from chunkformer.folders import load_model_folder
+from chunkformer.folders import load_model_folder, load_task_model_or_exit
 from chunkformer.heads.classifier import SpeakerEmbeddingHead
 
 
@@ -43,9 +43,7 @@ def get_parser():
 def main(argv=None):
     args = get_parser().parse_args(argv)
     rows = read_rows_or_exit(args.data)
-    task = load_model_folder(args.model_dir)
-    if not hasattr(task, "heads"):
-        sys.exit(f"error: {args.model_dir} has no task heads (config.yaml model: multitask)")
+    task = load_task_model_or_exit(args.model_dir)
     asr = load_model_folder(args.asr_dir) if args.asr_dir else task
     if getattr(asr, "ctc", None) is None:
         sys.exit("error: no CTC head for the transcript: give --asr_dir <ASR model folder>")

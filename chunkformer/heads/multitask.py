@@ -26,13 +26,13 @@ from torch import nn
 
 from chunkformer.config import ConfigError, check_keys, encoder_kwargs, load_yaml
 from chunkformer.data.vocab import Vocabulary
-from chunkformer.encoder.cmvn import GlobalCMVN, read_cmvn
 from chunkformer.encoder.encoder import ChunkFormerEncoder
 from chunkformer.heads.adapters import attach_adapters, load_trainable
 from chunkformer.heads.classifier import SpeakerEmbeddingHead, UtteranceClassifier
 from chunkformer.heads.ctc import CTCHead
 from chunkformer.model import model_features
-from chunkformer.pretrained import WEIGHT_FILES, read_encoder_state, take_encoder
+from chunkformer.pretrained import (WEIGHT_FILES, read_encoder_state, read_folder_cmvn,
+                                    take_encoder)
 
 MODEL_TYPE = "multitask"
 HEAD_TYPES = {"classifier": UtteranceClassifier, "speaker": SpeakerEmbeddingHead}
@@ -210,10 +210,7 @@ def load_heads_folder(folder, device="cpu") -> EncoderWithHeads:
     folder named by ``base_model`` in its config.yaml."""
     folder = Path(folder)
     cfg = load_yaml(folder / "config.yaml")
-    cmvn, stats = None, None
-    if (folder / "global_cmvn").is_file():
-        cmvn = GlobalCMVN(*read_cmvn(folder / "global_cmvn"))
-        stats = (folder / "global_cmvn").read_bytes()
+    cmvn, stats = read_folder_cmvn(folder, cfg)
     vocab = Vocabulary.load(folder / "vocab.txt") if (folder / "vocab.txt").is_file() else None
     model = build_heads_model(cfg, cmvn, stats, vocab)
     weights = [folder / f for f in WEIGHT_FILES if (folder / f).is_file()]

@@ -18,9 +18,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from chunkformer.config import ConfigError, check_keys, encoder_kwargs, load_yaml
-from chunkformer.encoder.cmvn import GlobalCMVN, read_cmvn
+from chunkformer.encoder.cmvn import GlobalCMVN
 from chunkformer.encoder.encoder import ChunkFormerEncoder
-from chunkformer.pretrained import find_weights
+from chunkformer.pretrained import find_weights, read_folder_cmvn
 from chunkformer.ssl.masking import (encoder_start_prob, mask_features, sample_span_mask,
                                      span_frames)
 from chunkformer.ssl.quantizer import RandomProjectionQuantizer
@@ -106,10 +106,7 @@ class BestRQModel(nn.Module):
         """Load a pretrained folder strictly (every key present, no other key)."""
         folder = Path(model_dir)
         cfg = load_yaml(folder / "config.yaml")
-        cmvn, stats = None, None
-        if (folder / "global_cmvn").is_file():
-            cmvn = GlobalCMVN(*read_cmvn(folder / "global_cmvn"))
-            stats = (folder / "global_cmvn").read_bytes()
+        cmvn, stats = read_folder_cmvn(folder, cfg)
         model = cls.from_config(cfg, cmvn, stats)
         state = torch.load(find_weights(folder), map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)

@@ -86,9 +86,12 @@ def test_report_page_in_headless_chromium(models, ref_meta, reference_dir, vi_sp
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     browser = _chromium()
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
-    dom = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True,
-                         text=True, timeout=120).stdout
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"]
+    run = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True,
+                         text=True, timeout=180)
+    dom = run.stdout
+    assert dom, f"chromium printed no DOM (exit {run.returncode}): {run.stderr[-2000:]}"
     assert dom.count('class="waveform"') == 2 and "&lt;2&gt;" in dom  # keys escaped
     assert dom.count('class="heatmap"') == 2
     # every why-link points at a segment of the page; the words carry their times

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from chunkformer.encoder.encoder import ChunkFormerEncoder
-from chunkformer.heads.adapters import attach_adapters, load_trainable, save_trainable
+from chunkformer.heads.adapters import load_trainable, save_trainable
 from chunkformer.heads.classifier import SpeakerEmbeddingHead, cosine_score
 from chunkformer.heads.multitask import (ADAPTER_FILE, EncoderWithHeads, build_heads_model,
                                          collect_classes, load_heads_folder)
