@@ -1,6 +1,7 @@
 """The call report: analysis of a call (segments, speakers, timeline, outcome weights) and the
 page rendered in headless Chromium (DOM and screenshot checked)."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -88,8 +89,10 @@ def test_report_page_in_headless_chromium(models, ref_meta, reference_dir, vi_sp
     browser = _chromium()
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
              "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"]
+    # tools/env.sh preloads jemalloc for training; Chromium aborts under that preload
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
     run = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True,
-                         text=True, timeout=180)
+                         text=True, timeout=180, env=env)
     dom = run.stdout
     assert dom, f"chromium printed no DOM (exit {run.returncode}): {run.stderr[-2000:]}"
     assert dom.count('class="waveform"') == 2 and "&lt;2&gt;" in dom  # keys escaped
@@ -101,7 +104,7 @@ def test_report_page_in_headless_chromium(models, ref_meta, reference_dir, vi_sp
     assert "Predicted outcome:" in dom
     shot = tmp_path / "shot.png"
     subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,1400",
-                    page.as_uri()], capture_output=True, timeout=120)
+                    page.as_uri()], capture_output=True, timeout=180, env=env)
     img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     assert img.shape[0] == 1400 and img.std() > 20  # not a blank page
     # the intent rows of the heatmap are drawn in the first colour (blue, semi-transparent)
