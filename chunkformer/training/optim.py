@@ -7,7 +7,9 @@ so fine-tuning moves the lower layers less. The schedule is per optimizer step: 
 the peak, then cosine decay to ``min_lr_ratio · peak`` at ``max_steps`` (never rising again),
 or Noam (inverse square root after warm-up). Parameters under a ``hold`` prefix get their own
 groups, whose rate is 0 for the first ``hold_steps`` steps (AdamW then leaves them exactly as
-they are: its update and its weight decay both scale with the rate).
+they are: its update and its weight decay both scale with the rate) and then warms up again over
+``warmup_steps`` towards the schedule: released pretrained weights never meet the full rate at
+once, which a new head's gradients at that point would use to wreck them.
 """
 import math
 from typing import Dict, List, Sequence
@@ -93,10 +95,16 @@ def lr_factor(step: int, warmup_steps: int, max_steps: int, kind: str = "cosine"
 
 def build_scheduler(optimizer, warmup_steps: int, max_steps: int, kind: str = "cosine",
                     min_lr_ratio: float = 0.0, hold_steps: int = 0):
-    """Per-group multipliers: :func:`lr_factor`, and 0 for held groups before ``hold_steps``."""
+    """Per-group multipliers: :func:`lr_factor`; held groups 0 before ``hold_steps``, then
+    :func:`lr_factor` times a linear ramp over ``warmup_steps`` from their release."""
     def factor(held: bool):
-        return lambda step: 0.0 if held and step < hold_steps else lr_factor(
-            step, warmup_steps, max_steps, kind, min_lr_ratio)
+        def f(step: int) -> float:
+            base = lr_factor(step, warmup_steps, max_steps, kind, min_lr_ratio)
+            if not held or not hold_steps:
+                return base
+            released = step - hold_steps + 1
+            return 0.0 if released <= 0 else base * min(1.0, released / max(1, warmup_steps))
+        return f
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, [factor(g.get("held", False)) for g in optimizer.param_groups])
 

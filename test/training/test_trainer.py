@@ -11,7 +11,7 @@ from chunkformer.encoder.subsampling import subsampled_length
 from chunkformer.model import ChunkFormerModel
 from chunkformer.pretrained import build_modules
 from chunkformer.training.distributed import DistEnv
-from chunkformer.training.optim import freeze, lr_factor
+from chunkformer.training.optim import build_scheduler, freeze, lr_factor
 from chunkformer.training.trainer import NonFiniteLoss, Trainer
 
 CFG = {"output_dim": 30, "input_dim": 80, "decoder": "transformer",
@@ -127,6 +127,22 @@ def test_warmup_then_cosine_never_rises():
     assert peak == 99 and lrs[0] < lrs[50] < lrs[99]
     assert all(b <= a for a, b in zip(lrs[peak:], lrs[peak + 1:]))
     assert lrs[-1] == pytest.approx(0.0)
+
+
+def test_held_groups_wait_then_warm_up_again_under_the_cosine():
+    model = torch.nn.ModuleDict({"enc": torch.nn.Linear(2, 2), "head": torch.nn.Linear(2, 2)})
+    opt = torch.optim.SGD([{"params": model["enc"].parameters(), "held": True},
+                           {"params": model["head"].parameters()}], lr=1.0)
+    sched = build_scheduler(opt, warmup_steps=10, max_steps=100, hold_steps=30)
+    lrs = []
+    for _ in range(100):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    held, free = zip(*lrs)
+    assert free == tuple(lr_factor(s, 10, 100) for s in range(100))
+    assert all(h == 0.0 for h in held[:30]) and 0 < held[30] < held[35] < held[39]
+    assert held[30] == pytest.approx(free[30] / 10) and held[39:] == free[39:]
 
 
 @torch.no_grad()
