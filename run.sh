@@ -24,7 +24,6 @@ num_test=200
 telephone_fraction=0.5
 shuffled_fraction=0.7        # train utterances of shuffled words (no template language model)
 even_word_fraction=0.5       # words of those drawn evenly from the train vocabulary
-novel_word_fraction=0.0      # words of those replaced by random syllables (spelling drill)
 seed=0
 nj=2                         # parallel jobs for synthesis, CMVN and fbank
 train_procs=2                # training processes (torchrun, gloo), one thread each: on 2 cores
@@ -39,7 +38,7 @@ decode_chunk_size=0          # ≤ 0: full context; e.g. 32 with 32 left / 8 rig
 decode_left_context=0
 decode_right_context=0
 _options="stage stop_stage install data_dir exp_dir config num_train num_dev num_test
-  telephone_fraction shuffled_fraction even_word_fraction novel_word_fraction seed nj train_procs vocab_size max_steps overrides
+  telephone_fraction shuffled_fraction even_word_fraction seed nj train_procs vocab_size max_steps overrides
   average_num average_mode decode_mode decode_chunk_size decode_left_context decode_right_context"
 . tools/parse_options.sh
 
@@ -59,7 +58,7 @@ timed() {  # timed <stage>: log how long the stage took (it started at $t0), kee
 mkdir -p "$exp_dir"
 echo "cd $(pwd) && bash run.sh $*" > "$exp_dir/run.sh"  # the command that made this experiment
 if [ "$install" = true ]; then bash tools/install.sh; fi
-corpus="$num_train $num_dev $num_test $telephone_fraction $shuffled_fraction $even_word_fraction $novel_word_fraction $seed"
+corpus="$num_train $num_dev $num_test $telephone_fraction $shuffled_fraction $even_word_fraction $seed"
 lang=$data_dir/lang_bpe$vocab_size
 
 if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
@@ -69,7 +68,7 @@ if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
     python -m chunkformer.bin.synthesize_corpus --out_dir "$data_dir/corpus" \
       --num_train "$num_train" --num_dev "$num_dev" --num_test "$num_test" --seed "$seed" \
       --telephone_fraction "$telephone_fraction" --shuffled_fraction "$shuffled_fraction" \
-      --even_word_fraction "$even_word_fraction" --novel_word_fraction "$novel_word_fraction" \
+      --even_word_fraction "$even_word_fraction" \
       --jobs "$nj" --no_progress
     echo "$corpus" > "$data_dir/corpus/.done"
   fi

@@ -37,9 +37,6 @@ def get_parser():
     p.add_argument("--even_word_fraction", type=float, default=0.5,
                    help="share of the words of a shuffled utterance drawn evenly from the train "
                         "vocabulary (rare templates' words are heard as often as common ones)")
-    p.add_argument("--novel_word_fraction", type=float, default=0.0,
-                   help="share of the words of a shuffled utterance replaced by random syllables "
-                        "spelled by the orthography (the model learns to spell, not a word list)")
     p.add_argument("--jobs", type=int, default=2, help="parallel espeak-ng/sox pipelines")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p
@@ -51,8 +48,7 @@ def main(argv=None) -> int:
     try:
         plan = plan_corpus(args.num_train, args.num_dev, args.num_test, args.seed,
                            args.telephone_fraction, args.unseen_voice_fraction,
-                           args.shuffled_fraction, args.even_word_fraction,
-                           args.novel_word_fraction)
+                           args.shuffled_fraction, args.even_word_fraction)
         summaries = write_corpus(args.out_dir, plan, args.jobs, progress=not args.no_progress)
     except (ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")

@@ -38,7 +38,6 @@ from tqdm import tqdm
 
 from chunkformer.data.augment import (NOISE_KINDS, TELEPHONE_RATE, colored_noise, scale_to_snr,
                                      telephone_line)
-from chunkformer.data.syllables import random_syllable
 
 DIGITS = ("không", "một", "hai", "ba", "bốn", "năm", "sáu", "bảy", "tám", "chín")
 
@@ -495,17 +494,9 @@ def train_vocabulary() -> tuple:
     return tuple(sorted(words))
 
 
-def _replace_word(word: str, mix, even_word_fraction: float, novel_word_fraction: float) -> str:
-    """A shuffled utterance's word: kept, or replaced by a random syllable
-    (``novel_word_fraction``) or by a word drawn evenly from the train vocabulary."""
-    if novel_word_fraction and mix.random() < novel_word_fraction:
-        return random_syllable(mix)
-    return mix.choice(train_vocabulary()) if mix.random() < even_word_fraction else word
-
-
 def _plan_utterance(rng, split: str, index: int, telephone: bool, unseen_voice: bool,
                     shuffled: bool, used: set, even_word_fraction: float = 0.0,
-                    mix=None, novel_word_fraction: float = 0.0) -> Utterance:
+                    mix=None) -> Utterance:
     """One utterance; ``mix`` (its own generator) draws the shuffling, so that the shuffle
     settings change no other draw: train's natural sentences, and with them dev and test,
     stay the same."""
@@ -517,8 +508,8 @@ def _plan_utterance(rng, split: str, index: int, telephone: bool, unseen_voice: 
         other = _new_sentence(mix, split, mix.choice(ACCENT_STYLES[accent]), set())[2]
         words = text.split() + other.split()
         mix.shuffle(words)
-        text = " ".join(_replace_word(w, mix, even_word_fraction, novel_word_fraction)
-                        for w in words[:len(text.split())])
+        text = " ".join(mix.choice(train_vocabulary()) if mix.random() < even_word_fraction
+                        else w for w in words[:len(text.split())])
     weights = (BOT_EMOTIONS if role == "bot" else
                COMPLAINT_EMOTIONS if intent == "complaint" else CUSTOMER_EMOTIONS)
     emotion = rng.choices(list(weights), list(weights.values()))[0]
@@ -536,8 +527,7 @@ def _plan_utterance(rng, split: str, index: int, telephone: bool, unseen_voice: 
 
 def plan_corpus(num_train: int, num_dev: int, num_test: int, seed: int = 0,
                 telephone_fraction: float = 0.5, unseen_voice_fraction: float = 0.5,
-                shuffled_fraction: float = 0.0, even_word_fraction: float = 0.0,
-                novel_word_fraction: float = 0.0) -> dict:
+                shuffled_fraction: float = 0.0, even_word_fraction: float = 0.0) -> dict:
     """Draw every utterance of the corpus (no audio yet) → {"train"|"dev"|"test": [Utterance]}.
 
     Dev and test sentences are new (held-out slot values, and in test also unseen templates);
@@ -548,10 +538,7 @@ def plan_corpus(num_train: int, num_dev: int, num_test: int, seed: int = 0,
     templates as fragments of seen ones (default recipe: CER 5% on seen vs 54% on unseen
     templates; 40% shuffled: 4.8% vs 20.6%). ``even_word_fraction`` of the words of a shuffled
     utterance are drawn evenly from the train vocabulary (:func:`train_vocabulary`), so that
-    the words of rare templates are heard often enough to be learnt; ``novel_word_fraction``
-    of them (before that draw) are random syllables spelled by the orthography
-    (:mod:`chunkformer.data.syllables`), so that the model learns to spell what it hears
-    rather than a closed list of a few hundred words. Each split draws
+    the words of rare templates are heard often enough to be learnt. Each split draws
     from its own seeded generator.
     """
     if min(num_train, num_dev, num_test) < 0:
@@ -559,8 +546,7 @@ def plan_corpus(num_train: int, num_dev: int, num_test: int, seed: int = 0,
     fractions = dict(telephone_fraction=telephone_fraction,
                      unseen_voice_fraction=unseen_voice_fraction,
                      shuffled_fraction=shuffled_fraction,
-                     even_word_fraction=even_word_fraction,
-                     novel_word_fraction=novel_word_fraction)
+                     even_word_fraction=even_word_fraction)
     if not all(0 <= f <= 1 for f in fractions.values()):
         raise ValueError(f"plan_corpus: fractions must lie in [0, 1], got {fractions}")
     used, plan = set(), {}
@@ -573,8 +559,7 @@ def plan_corpus(num_train: int, num_dev: int, num_test: int, seed: int = 0,
         shuffled = set(mix.sample(range(n), round(n * shuffled_fraction))
                        if split == "train" else ())
         plan[split] = [_plan_utterance(rng, split, i, i in telephone, i in unseen,
-                                       i in shuffled, used, even_word_fraction, mix,
-                                       novel_word_fraction)
+                                       i in shuffled, used, even_word_fraction, mix)
                       for i in range(n)]
     return plan
 
