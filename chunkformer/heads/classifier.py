@@ -1,6 +1,6 @@
 """Heads on pooled encoder frames: an utterance classifier (intent, emotion, call outcome) and a
 speaker-embedding head trained with additive angular margin softmax (AAM, ArcFace)."""
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -11,12 +11,21 @@ from chunkformer.heads.pooling import build_pooling
 
 class UtteranceClassifier(nn.Module):
     """(B, T', D) frames → (B, C) logits over ``classes``, through masked mean or attentive
-    statistics pooling and an optional hidden layer."""
+    statistics pooling and an optional hidden layer. ``class_weights`` (one per class) weigh
+    each utterance's cross-entropy by its class, so that a rare outcome is not learnt as the
+    majority class (``collect_classes`` turns ``class_weights: balanced`` into inverse
+    frequencies of the training list)."""
 
     def __init__(self, input_dim: int, classes: Sequence[str], pooling: str = "mean",
-                 hidden_dim: int = 0, dropout: float = 0.0):
+                 hidden_dim: int = 0, dropout: float = 0.0,
+                 class_weights: Optional[Sequence[float]] = None):
         super().__init__()
         self.classes = list(classes)
+        if class_weights is not None and len(class_weights) != len(self.classes):
+            raise ValueError(f"class_weights: {len(class_weights)} values for "
+                             f"{len(self.classes)} classes")
+        self.register_buffer("class_weights", None if class_weights is None else
+                             torch.tensor(class_weights, dtype=torch.float), persistent=False)
         self.pooling = build_pooling(pooling, input_dim)
         dim = self.pooling.output_dim
         layers = [nn.Dropout(dropout)]
@@ -32,9 +41,10 @@ class UtteranceClassifier(nn.Module):
         return self.out(self.mlp(pooled)), weights
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Per-utterance cross-entropy (B,); label -1 (not annotated) gives 0."""
-        return F.cross_entropy(logits.float(), labels.clamp_min(0), reduction="none") * (
-            labels >= 0)
+        """Per-utterance cross-entropy (B,), times its class's weight; label -1 (not
+        annotated) gives 0."""
+        return F.cross_entropy(logits.float(), labels.clamp_min(0), weight=self.class_weights,
+                               reduction="none") * (labels >= 0)
 
 
 class SpeakerEmbeddingHead(nn.Module):

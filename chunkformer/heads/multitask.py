@@ -13,11 +13,13 @@ folder (``encoder.*`` + ``ctc.*``) loads into this model with only the new heads
 Model section (``config.yaml``): the released encoder schema plus
     model: multitask
     heads:
-      intent:  {type: classifier, field: intent, classes: [...], pooling: attentive, weight: 1}
+      intent:  {type: classifier, field: intent, classes: [...], pooling: attentive, weight: 1,
+                class_weights: balanced}          # optional: inverse class frequencies
       speaker: {type: speaker, field: speaker, classes: [...], embed_dim: 128, weight: 0.5}
       asr:     {type: ctc, weight: 0.3}           # needs a tokenizer (output_dim = vocabulary)
 """
 import copy
+from collections import Counter
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -171,19 +173,31 @@ def is_multitask(cfg: dict) -> bool:
 
 def collect_classes(model_cfg: dict, rows) -> dict:
     """A copy of the model section whose classification heads without ``classes`` get the
-    sorted values their field takes in ``rows`` (written to config.yaml with the model)."""
+    sorted values their field takes in ``rows``, and whose ``class_weights: balanced`` become
+    one weight per class, N / (C · count) (mean 1 over the rows), written to config.yaml with
+    the model."""
     from chunkformer.data.dataset import row_label
 
     cfg = copy.deepcopy(model_cfg)
     for name, head in (cfg.get("heads") or {}).items():
-        if head.get("type") == "ctc" or head.get("classes"):
+        if head.get("type") == "ctc":
             continue
         field = head.get("field", name)
-        values = sorted({str(v) for v in (row_label(r, field) for r in rows) if v is not None})
-        if len(values) < 2:
-            raise ConfigError(f"heads.{name}: the training list has {len(values)} value(s) of "
-                              f"field '{field}'; a classifier needs at least 2")
-        head["classes"] = values
+        labels = [str(v) for v in (row_label(r, field) for r in rows) if v is not None]
+        if not head.get("classes"):
+            head["classes"] = sorted(set(labels))
+            if len(head["classes"]) < 2:
+                raise ConfigError(f"heads.{name}: the training list has "
+                                  f"{len(head['classes'])} value(s) of field '{field}'; a "
+                                  "classifier needs at least 2")
+        if head.get("class_weights") == "balanced":
+            counts = Counter(labels)
+            missing = [c for c in head["classes"] if not counts[c]]
+            if missing:
+                raise ConfigError(f"heads.{name}: class_weights: balanced, but the training "
+                                  f"list has no '{missing[0]}'")
+            n, k = sum(counts[c] for c in head["classes"]), len(head["classes"])
+            head["class_weights"] = [round(n / (k * counts[c]), 6) for c in head["classes"]]
     return cfg
 
 

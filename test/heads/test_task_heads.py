@@ -155,6 +155,33 @@ def test_collect_classes_and_bad_config():
         EncoderWithHeads(enc, {"x": {"type": "regressor", "classes": ["a", "b"]}})
 
 
+def test_balanced_class_weights_undo_the_majority():
+    """``class_weights: balanced`` → N / (C · count) per class in config.yaml; each
+    utterance's loss is its cross-entropy times its class's weight, so every class weighs the
+    same in a pass over the data; a class the list lacks is an error."""
+    rows = [type("R", (), {"labels": {"outcome": v}, "speaker": None, "group": None})()
+            for v in ["escalate"] * 6 + ["pays"] * 3 + ["other"]]
+    cfg = collect_classes({"heads": {"outcome": {"type": "classifier",
+                                                 "class_weights": "balanced"}}}, rows)
+    head = cfg["heads"]["outcome"]
+    assert head["classes"] == ["escalate", "other", "pays"]
+    assert head["class_weights"] == pytest.approx([10 / 18, 10 / 3, 10 / 9], abs=1e-6)
+    enc = ChunkFormerEncoder(80, D, 2, 64, 3, 15, 0.0, 0.0, 0.0)
+    model = EncoderWithHeads(enc, cfg["heads"])
+    clf = model.heads["outcome"]
+    logits, labels = torch.randn(4, 3), torch.tensor([0, 1, 2, -1])
+    plain = torch.nn.functional.cross_entropy(logits, labels.clamp_min(0), reduction="none")
+    expect = plain * torch.tensor(head["class_weights"] + [0.0])
+    assert torch.allclose(clf.loss(logits, labels), expect)
+    assert "heads.outcome.class_weights" not in model.state_dict()  # config, not weights
+    with pytest.raises(ValueError, match="no 'refund'"):
+        collect_classes({"heads": {"outcome": {"type": "classifier", "classes": [
+            "escalate", "refund"], "class_weights": "balanced"}}}, rows)
+    with pytest.raises(ValueError, match="2 values for 3 classes"):
+        EncoderWithHeads(enc, {"o": {"type": "classifier", "classes": ["a", "b", "c"],
+                                     "class_weights": [1.0, 2.0]}})
+
+
 def _run(*args):
     r = subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True,
                        env=dict(os.environ, OMP_NUM_THREADS="1"))
