@@ -36,6 +36,7 @@ class BestRQModel(nn.Module):
         config: the model section (written as the folder's ``config.yaml``).
         cmvn_stats: the ``global_cmvn`` file's bytes, kept to write it back.
         num_codebooks, codebook_size, codebook_dim, seed: the quantizer's.
+        target_pooling: ``stack`` (the paper) or ``mean`` of the 8 fbank frames of a target.
         mask_prob: span-start probability per 10 ms input frame (paper: 0.01).
         mask_span_ms: span length (paper: 400 ms).
         noise_std: masked frames become noise of this many per-utterance standard deviations.
@@ -46,14 +47,15 @@ class BestRQModel(nn.Module):
     def __init__(self, encoder: ChunkFormerEncoder, config: Optional[dict] = None,
                  cmvn_stats: Optional[bytes] = None, num_codebooks: int = 1,
                  codebook_size: int = 8192, codebook_dim: int = 16, seed: int = 0,
-                 mask_prob: float = 0.01, mask_span_ms: float = 400.0, noise_std: float = 0.1):
+                 mask_prob: float = 0.01, mask_span_ms: float = 400.0, noise_std: float = 0.1,
+                 target_pooling: str = "stack"):
         super().__init__()
         self.encoder = encoder
         self.config = config or {}
         self.cmvn_stats = cmvn_stats
         self.quantizer = RandomProjectionQuantizer(int(self.config.get("input_dim", 80)),
                                                    num_codebooks, codebook_size, codebook_dim,
-                                                   seed)
+                                                   seed, target_pooling)
         self.heads = nn.ModuleList(nn.Linear(encoder.output_size, codebook_size)
                                    for _ in range(num_codebooks))
         self.start_prob = encoder_start_prob(mask_prob)

@@ -27,12 +27,19 @@ def normalize_utterance(feats: torch.Tensor) -> torch.Tensor:
     return (feats - mean) / std
 
 
-def stack_frames(feats: torch.Tensor) -> torch.Tensor:
-    """(T, F) normalised fbank → (T', 8·F): for encoder frame t the frames
-    [8t + 3, 8t + 11) concatenated, T' = ``subsampled_length(T)``."""
+def stack_frames(feats: torch.Tensor, pooling: str = "stack") -> torch.Tensor:
+    """(T, F) normalised fbank → for encoder frame t the frames [8t + 3, 8t + 11), T' =
+    ``subsampled_length(T)``: concatenated (``stack``, (T', 8·F), the paper's targets) or
+    averaged (``mean``, (T', F): the spectral envelope of the 80 ms, without its frame-to-frame
+    detail, which a small encoder cannot predict from the context)."""
     frames = max(0, int(subsampled_length(feats.size(0))))
     start = WINDOW_START
-    return feats[start:start + STACK * frames].reshape(frames, STACK * feats.size(1))
+    window = feats[start:start + STACK * frames].reshape(frames, STACK, feats.size(1))
+    if pooling == "mean":
+        return window.mean(dim=1)
+    if pooling != "stack":
+        raise ValueError(f"target pooling {pooling!r}: stack or mean")
+    return window.reshape(frames, STACK * feats.size(1))
 
 
 class RandomProjectionQuantizer(nn.Module):
@@ -45,13 +52,17 @@ class RandomProjectionQuantizer(nn.Module):
         codebook_dim: E, the projected dimension.
         seed: the projections and codebooks are drawn from this seed alone (buffers, saved with
             the model, never trained).
+        pooling: ``stack`` or ``mean`` of the 8 frames (:func:`stack_frames`).
     """
 
     def __init__(self, input_dim: int = 80, num_codebooks: int = 1, codebook_size: int = 8192,
-                 codebook_dim: int = 16, seed: int = 0):
+                 codebook_dim: int = 16, seed: int = 0, pooling: str = "stack"):
         super().__init__()
+        if pooling not in ("stack", "mean"):
+            raise ValueError(f"target pooling {pooling!r}: stack or mean")
+        self.pooling = pooling
         g = torch.Generator().manual_seed(seed)
-        fan_in = STACK * input_dim
+        fan_in = STACK * input_dim if pooling == "stack" else input_dim
         std = (2.0 / (fan_in + codebook_dim)) ** 0.5  # Xavier normal
         projection = torch.randn(num_codebooks, fan_in, codebook_dim, generator=g) * std
         codebooks = F.normalize(torch.randn(num_codebooks, codebook_size, codebook_dim,
@@ -71,7 +82,7 @@ class RandomProjectionQuantizer(nn.Module):
     def quantize(self, feats: torch.Tensor) -> torch.Tensor:
         """One utterance's (T, F) fbank → (T', K) int64 codebook ids (nearest entry by cosine,
         the projected vector and the entries being unit length)."""
-        stacked = stack_frames(normalize_utterance(feats.float()))  # (T', 8F)
+        stacked = stack_frames(normalize_utterance(feats.float()), self.pooling)  # (T', 8F|F)
         z = F.normalize(torch.einsum("td,kde->kte", stacked, self.projection), dim=-1)
         return torch.einsum("kte,kve->ktv", z, self.codebooks).argmax(dim=-1).t()
 

@@ -83,6 +83,21 @@ def test_targets_deterministic_and_independent_of_the_batch():
     assert float(code_perplexity(torch.zeros(1, 20, 1, dtype=torch.long), 64)) == 1.0
 
 
+def test_mean_pooled_targets_quantize_the_average_of_the_eight_frames():
+    g = torch.Generator().manual_seed(3)
+    feats = torch.randn(200, 80, generator=g)
+    q = RandomProjectionQuantizer(80, 3, 32, 8, seed=1, pooling="mean")
+    assert q.projection.shape == (3, 80, 8)
+    frames = int(subsampled_length(200))
+    normed = (feats - feats.mean(0)) / feats.std(0, unbiased=False)
+    means = normed[3:3 + 8 * frames].reshape(frames, 8, 80).mean(1)
+    z = torch.nn.functional.normalize(torch.einsum("td,kde->kte", means, q.projection), dim=-1)
+    expect = torch.einsum("kte,kve->ktv", z, q.codebooks).argmax(-1).t()
+    assert torch.equal(q.quantize(feats), expect)
+    with pytest.raises(ValueError, match="stack or mean"):
+        RandomProjectionQuantizer(80, 1, 8, 4, pooling="max")
+
+
 def test_targets_follow_the_speech_not_the_level(vi_speech):
     """Per-utterance normalisation: a louder copy of an utterance has the same targets."""
     wave = load_audio(vi_speech[1][0])
