@@ -4,7 +4,7 @@
 # audio without transcripts, fine-tune it with CTC on a 10% labeled subset, and train the same
 # model from scratch on the same subset with the same budget, for each seed; decode the held-out
 # test set (unseen sentences and voices) and tabulate CER (exp/results.md).
-#   bash run.sh                          # stages 0-5, ~40 minutes on 2 CPU cores
+#   bash run.sh                          # stages 0-5, ~30-45 minutes on 2 CPU cores
 #   bash run.sh --seeds "0 1 2" --stage 4
 # Stages: 0 corpus, lists, CMVN, fbank (top-level run.sh stages 0-1), 1 labeled subset, audio-only
 # list and its BPE vocabulary, 2 pretraining, 3 averaging, 4 fine-tuning from SSL and from

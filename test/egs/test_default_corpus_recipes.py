@@ -45,7 +45,7 @@ def test_bestrq_recipe(default, tmp_path):
     table = (exp / "results.md").read_text()
     assert table.count("| ssl |") == 2 and table.count("| scratch |") == 2
     assert "masked-prediction accuracy" in table and "for 2 seeds" not in out
-    assert load_model_folder(exp / "ssl" / "final").quantizer.num_codebooks == 2
+    assert load_model_folder(exp / "ssl" / "final").quantizer.num_codebooks == 4
     audio = [json.loads(x) for x in open(default / "data" / "labeled_0.5" / "audio.list")]
     assert len(audio) == 40 and not any("txt" in r for r in audio)
 
