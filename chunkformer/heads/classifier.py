@@ -21,6 +21,9 @@ class UtteranceClassifier(nn.Module):
                  class_weights: Optional[Sequence[float]] = None):
         super().__init__()
         self.classes = list(classes)
+        if isinstance(class_weights, str):  # collect_classes resolves "balanced" from the data
+            raise ValueError(f"class_weights: {class_weights!r} is neither 'balanced' (resolved "
+                             "from the training list) nor one number per class")
         if class_weights is not None and len(class_weights) != len(self.classes):
             raise ValueError(f"class_weights: {len(class_weights)} values for "
                              f"{len(self.classes)} classes")

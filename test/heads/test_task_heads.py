@@ -180,6 +180,9 @@ def test_balanced_class_weights_undo_the_majority():
     with pytest.raises(ValueError, match="2 values for 3 classes"):
         EncoderWithHeads(enc, {"o": {"type": "classifier", "classes": ["a", "b", "c"],
                                      "class_weights": [1.0, 2.0]}})
+    with pytest.raises(ValueError, match="'balance' is neither"):  # a typo is not a list
+        EncoderWithHeads(enc, {"o": {"type": "classifier", "classes": ["a", "b", "c"],
+                                     "class_weights": "balance"}})
 
 
 def _run(*args):
