@@ -10,7 +10,11 @@ Analysis of a call (:func:`analyse_call`):
   frame), clustered into ``num_speakers`` groups (average linkage, cosine);
 * timeline: every timeline head (utterance classifiers such as intent, emotion) run on
   sliding windows of encoder frames → class probabilities per window;
-* outcome: the outcome head on the whole call; the weight of each segment is its share of the
+* outcome: with the call's speaker turns and a turn-outcome layer
+  (:mod:`.turn_outcome`), the utterance heads score every turn and the layer decides; each
+  turn's weight is its share of the decision, spread over the segments it holds, and the
+  reasons name the turn and the score ("customer turn 2 (5.1-9.8 s): emotion angry 0.93").
+  Otherwise the outcome head on the whole call; the weight of each segment is its share of the
   attention-pooling weights (attentive pooling), or, for mean pooling, the drop of the
   predicted class's probability when the segment's frames are left out (occlusion).
 """
@@ -23,6 +27,8 @@ import numpy as np
 import torch
 
 from chunkformer.analytics.cluster import agglomerative
+from chunkformer.analytics.turn_outcome import (NO_ROLE, Turn, TurnOutcome, call_features,
+                                                describe)
 from chunkformer.data.audio import load_audio
 from chunkformer.decoding.batch import decode_features
 from chunkformer.heads.pooling import AttentiveStatsPooling
@@ -51,7 +57,8 @@ class CallAnalysis:
     envelope: np.ndarray  # (columns, 2) min / max of the waveform per column
     segments: List[Segment]
     timeline: Dict[str, dict] = field(default_factory=dict)  # head → {classes, times, probs}
-    outcome: Optional[dict] = None  # {head, label, probability, classes, probs, method}
+    outcome: Optional[dict] = None  # {head, label, probability, classes, probs, method,
+    #                                   reasons (turn outcome only)}
 
 
 def envelope(wave: np.ndarray, columns: int = 800) -> np.ndarray:
@@ -74,11 +81,54 @@ def _frames_of(segment: Segment, total: int) -> slice:
 
 
 @torch.no_grad()
+def score_turns(task_model, audio, turns: Sequence[dict], heads: Sequence[str]) -> List[Turn]:
+    """Each turn (``start``, ``end``, ``role``) of the call scored by the classifier ``heads``
+    on its own audio, as ``evaluate_heads`` scores segment rows."""
+    out = []
+    for i, t in enumerate(turns):
+        feats = task_model.features(audio, start=t["start"], end=t["end"]).to(task_model.device)
+        run = task_model.run(feats[None], torch.tensor([feats.size(0)]))
+        scores = {}
+        for name in heads:
+            probs = torch.softmax(run[name][0][0].float(), dim=-1)
+            scores[name] = {c: float(p) for c, p in zip(task_model.heads[name].classes, probs)}
+        out.append(Turn(f"turn{i}", float(t["start"]), float(t["end"]),
+                        str(t.get("role") or NO_ROLE), scores))
+    return out
+
+
+def _turn_outcome(analysis: CallAnalysis, turns: List[Turn], layer: TurnOutcome, top: int):
+    """The layer's outcome, each turn's weight spread over its segments (by overlap), and the
+    reasons."""
+    x, source = call_features(turns, layer.names)
+    probs = layer.probabilities(x)
+    best = int(probs.argmax())
+    label = layer.classes[best]
+    weights, reasons = layer.explain(x, source, len(turns), label, top)
+    shares = [0.0] * len(analysis.segments)
+    for t, w in zip(turns, weights):
+        overlap = [max(0.0, min(s.end, t.end) - max(s.start, t.start))
+                   for s in analysis.segments]
+        total = sum(overlap)
+        for i, o in enumerate(overlap):
+            shares[i] += w * o / total if total > 0 else 0.0
+    norm = sum(shares) or 1.0
+    for s, w in zip(analysis.segments, shares):
+        s.weight = w / norm
+    analysis.outcome = {"head": "outcome", "label": label, "probability": float(probs[best]),
+                        "classes": layer.classes, "probs": probs, "method": "turn scores",
+                        "reasons": [describe(turns[j], j, f, v) for j, f, v, _ in reasons]}
+
+
+@torch.no_grad()
 def analyse_call(key: str, audio, asr_model, task_model, outcome_head: Optional[str] = None,
                  timeline_heads: Sequence[str] = (), speaker_head: Optional[str] = None,
                  num_speakers: int = 2, window: float = 3.0, hop: float = 1.0,
-                 max_silence: float = 0.5) -> CallAnalysis:
-    """Everything the report shows about one call (module docstring); full context."""
+                 max_silence: float = 0.5, turns: Optional[Sequence[dict]] = None,
+                 turn_outcome: Optional[TurnOutcome] = None, top: int = 3) -> CallAnalysis:
+    """Everything the report shows about one call (module docstring); full context.
+    ``turns`` (``start``, ``end``, ``role``) with ``turn_outcome``: the outcome from the turn
+    scores, else from ``outcome_head`` on the whole call."""
     feats = task_model.features(audio).to(task_model.device)
     wave = load_audio(audio).numpy()
     transcript = decode_features(asr_model, [feats.to(asr_model.device)], 0, 0, 0)[0]
@@ -120,7 +170,14 @@ def analyse_call(key: str, audio, asr_model, task_model, outcome_head: Optional[
                                    "times": [a * FRAME for a in starts],
                                    "width": span * FRAME, "probs": probs.cpu().numpy()}
     # outcome and why
-    if outcome_head:
+    if turns and turn_outcome is not None:
+        heads = sorted({name.split("/")[1] for name in turn_outcome.names})
+        missing = [h for h in heads if h not in task_model.heads]
+        if missing:
+            raise ValueError(f"the turn-outcome layer needs head(s) {missing}, which the task "
+                             f"model lacks (heads: {', '.join(task_model.heads)})")
+        _turn_outcome(analysis, score_turns(task_model, audio, turns, heads), turn_outcome, top)
+    elif outcome_head:
         head, x = task_model.heads[outcome_head], head_frames(outcome_head)
         logits, weights = head(x[None], torch.tensor([total]))
         probs = torch.softmax(logits[0].float(), dim=-1)
@@ -239,6 +296,10 @@ def _call_html(a: CallAnalysis, top: int) -> str:
                    f'<b class="label">{html.escape(o["label"])}</b> '
                    f'({o["probability"]:.0%}) <span class="bar" style="width:'
                    f'{int(200 * o["probability"])}px"></span></div>')
+        if o.get("reasons"):
+            out.append('<div>Why, the turn scores that pushed most towards it:</div>'
+                       '<ol class="turn-reasons">' + "".join(
+                           f"<li>{html.escape(r)}</li>" for r in o["reasons"]) + "</ol>")
         out.append(f'<div>Why ({html.escape(o["method"])}), the segments that weighed most:'
                    '</div><ol class="reasons">')
         for i in ranked:

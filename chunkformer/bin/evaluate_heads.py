@@ -6,7 +6,9 @@ unweighted / weighted accuracy (emotion), speaker-verification EER, confusion ma
 
 Every classifier head is scored on the rows that carry its field; ``<output_dir>/metrics.json``
 holds the numbers, ``confusion_<head>.png`` the pictures, ``predictions.tsv`` every row's
-predicted class and probability per head. A speaker head is scored by cosine between the
+predicted class and probability per head, ``scores.jsonl`` every row's probabilities of all
+classes (``{"key": …, "<head>": {"<class>": p, …}, …}``; what ``call_outcome`` reads for the
+turns of a call). A speaker head is scored by cosine between the
 embeddings of trial pairs: ``--trials`` lines ``<1|0> <key> <key>`` (1 = same speaker), or,
 without it, up to ``--num_trials`` pairs drawn (seeded) from the list's ``speaker`` field.
 """
@@ -108,6 +110,7 @@ def main(argv=None):
     preds, bad = predict(model, rows, context)
     metrics = {}
     lines = ["key\thead\tpredicted\tprobability"]
+    class_scores = {row.key: {"key": row.key} for row in rows if row.key in preds}
     for name, head in model.heads.items():
         field = model.specs[name]["field"]
         if isinstance(head, SpeakerEmbeddingHead):
@@ -126,6 +129,7 @@ def main(argv=None):
             if row.key not in preds:
                 continue
             p = preds[row.key][name]
+            class_scores[row.key][name] = {c: round(float(v), 6) for c, v in zip(head.classes, p)}
             lines.append(f"{row.key}\t{name}\t{head.classes[int(p.argmax())]}\t"
                          f"{float(p.max()):.4f}")
             value = row_label(row, field)
@@ -141,6 +145,8 @@ def main(argv=None):
                                f"(accuracy {metrics[name]['accuracy']:.1f}%)")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False))
     (out / "predictions.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "scores.jsonl").write_text("".join(json.dumps(v, ensure_ascii=False) + "\n"
+                                              for v in class_scores.values()), encoding="utf-8")
     if bad:
         (out / "skipped.tsv").write_text("\n".join(bad) + "\n", encoding="utf-8")
     for name, m in metrics.items():

@@ -8,7 +8,9 @@ outcome and the segments that weighed most in it, linked to their words.
 ``--model_dir`` is a task model folder (``model: multitask``); ``--asr_dir`` an ASR model
 folder for the transcript (default: the task model, when it has a CTC head). By default the
 outcome head is the one named ``outcome``, the speaker head the first speaker head, and every
-other classifier head is drawn along the call.
+other classifier head is drawn along the call. With ``--turn_outcome`` (a layer written by
+``call_outcome fit``), calls whose row lists its ``turns`` (``start``, ``end``, ``role``) get
+their outcome from the heads' turn scores instead, with the turns and scores that decided it.
 """
 import argparse
 import sys
@@ -16,6 +18,7 @@ import sys
 from tqdm import tqdm
 
 from chunkformer.analytics.report import analyse_call, write_report
+from chunkformer.analytics.turn_outcome import TurnOutcome
 from chunkformer.bin.common import read_rows_or_exit
 from chunkformer.data.audio import AudioError
 from chunkformer.folders import load_model_folder, load_task_model_or_exit
@@ -30,6 +33,8 @@ def get_parser():
     p.add_argument("--data", required=True, help="list of calls (any supported format)")
     p.add_argument("--output", required=True, help="HTML file to write")
     p.add_argument("--outcome_head", default="outcome")
+    p.add_argument("--turn_outcome", default=None,
+                   help="call_outcome's layer (JSON): the outcome from the rows' turns")
     p.add_argument("--speaker_head", default=None, help="default: the first speaker head")
     p.add_argument("--timeline_heads", default=None,
                    help="comma-separated; default: every other classifier head")
@@ -38,6 +43,13 @@ def get_parser():
     p.add_argument("--hop", type=float, default=1.0, help="heatmap hop, seconds")
     p.add_argument("--title", default="Call report")
     return p
+
+
+def _valid_turns(turns) -> bool:
+    """A list of mappings, each with numeric ``start`` < ``end``."""
+    return isinstance(turns, list) and bool(turns) and all(
+        isinstance(t, dict) and isinstance(t.get("start"), (int, float))
+        and isinstance(t.get("end"), (int, float)) and t["start"] < t["end"] for t in turns)
 
 
 def main(argv=None):
@@ -55,13 +67,27 @@ def main(argv=None):
     unknown = [n for n in timeline + [speaker] if n and n not in task.heads]
     if unknown:
         sys.exit(f"error: no head named {unknown[0]!r} (heads: {', '.join(task.heads)})")
-    calls, bad = [], []
+    try:
+        layer = TurnOutcome.load(args.turn_outcome) if args.turn_outcome else None
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: {e}")
+    calls, bad, whole = [], [], 0
     for row in tqdm(rows, unit="call"):
+        turns = row.labels.get("turns") if layer is not None else None
+        if layer is not None and not _valid_turns(turns):
+            whole += 1
+            turns = None
         try:
             calls.append(analyse_call(row.key, row.audio, asr, task, outcome, timeline, speaker,
-                                      args.num_speakers, args.window, args.hop))
+                                      args.num_speakers, args.window, args.hop, turns=turns,
+                                      turn_outcome=layer))
         except AudioError as e:
             bad.append(f"{row.key}: {e}")
+        except ValueError as e:
+            sys.exit(f"error: {e}")
+    if whole:
+        print(f"{whole} call(s) without a valid 'turns' list: outcome from the whole call",
+              file=sys.stderr)
     if not calls:
         sys.exit("error: no call could be read: " + "; ".join(bad[:3]))
     path = write_report(calls, args.output, args.title)

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from PIL import Image
 
@@ -121,3 +122,49 @@ def test_render_escapes_and_lists_calls(models, vi_speech):
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
     assert "<title>T &amp; T</title>" in page
 
+
+
+def test_outcome_from_turn_scores_weighs_the_deciding_turn(models, ref_meta, reference_dir):
+    """With the call's turns and a turn-outcome layer: turns are scored as evaluate_heads scores
+    segment rows, the layer decides, and the weight lands on the segments of the turn that
+    supplied the deciding score."""
+    from chunkformer.analytics.report import score_turns
+    from chunkformer.analytics.turn_outcome import TurnOutcome
+    from chunkformer.bin.evaluate_heads import predict
+    from chunkformer.data.utterance import Utterance
+    asr, task, _ = models
+    wav = str(reference_dir / ref_meta["long_wav"])
+    d = sf.info(wav).duration
+    turns = [{"start": 0.0, "end": d / 3, "role": "bot"},
+             {"start": d / 3, "end": 2 * d / 3, "role": "customer"},
+             {"start": 2 * d / 3, "end": d, "role": "bot"}]
+    scored = score_turns(task, wav, turns, ["emotion", "intent"])
+    rows = [Utterance(f"t{i}", wav, None, t["start"], t["end"], t["end"] - t["start"])
+            for i, t in enumerate(turns)]
+    preds, _ = predict(task, rows, (0, 0, 0))
+    for i, t in enumerate(scored):
+        assert t.role == turns[i]["role"]
+        assert np.allclose([t.scores["emotion"][c] for c in ("calm", "angry")],
+                           preds[f"t{i}"]["emotion"].numpy(), atol=1e-5)
+    angry = scored[1].scores["emotion"]["angry"]
+    pay = max(scored[0].scores["intent"]["pay"], scored[2].scores["intent"]["pay"])
+    # escalate rises with the customer's anger only; the bias makes it win by 1 nat
+    layer = TurnOutcome(["escalate", "pays"], ["customer/emotion/angry", "bot/intent/pay"],
+                        np.array([[4.0, 0.0], [0.0, 4.0]]),
+                        np.array([1.0 - 4 * angry + 4 * pay, 0.0]))
+    a = analyse_call("c", wav, asr, task, "outcome", ["intent"], None, turns=turns,
+                     turn_outcome=layer)
+    o = a.outcome
+    assert o["method"] == "turn scores" and o["label"] == "escalate"
+    assert o["probability"] == pytest.approx(1 / (1 + np.exp(-1.0)), abs=1e-4)
+    assert o["reasons"] == [f"customer turn 2 ({d / 3:.1f}-{2 * d / 3:.1f} s): "
+                            f"emotion angry {angry:.2f}"]
+    inside = [s for s in a.segments if s.start >= d / 3 and s.end <= 2 * d / 3]
+    outside = [s for s in a.segments if s.end <= d / 3 or s.start >= 2 * d / 3]
+    assert inside and sum(s.weight for s in a.segments) == pytest.approx(1.0)
+    assert all(s.weight > 0 for s in inside) and all(s.weight == 0 for s in outside)
+    page = render_report([a])
+    assert 'class="turn-reasons"' in page and "customer turn 2" in page
+    with pytest.raises(ValueError, match=r"needs head\(s\) \['sentiment'\]"):
+        analyse_call("c", wav, asr, task, None, [], None, turns=turns, turn_outcome=TurnOutcome(
+            ["a", "b"], ["customer/sentiment/neg"], np.zeros((2, 1)), np.zeros(2)))

@@ -29,7 +29,7 @@ def _bash(script, *args, timeout=900):
 def default(tmp_path_factory):
     root = tmp_path_factory.mktemp("default")
     _bash(ROOT / "run.sh", "--install", "false", "--nj", "1", "--num_train", "40",
-          "--num_dev", "4", "--num_test", "8", "--vocab_size", "100", "--max_steps", "3",
+          "--num_dev", "12", "--num_test", "8", "--vocab_size", "100", "--max_steps", "3",
           "--average_num", "1", "--train_procs", "1", "--data_dir", root / "data",
           "--exp_dir", root / "exp", "--overrides", " ".join(TINY))
     return root
@@ -54,12 +54,18 @@ def test_call_analytics_recipe(default, tmp_path):
     exp = tmp_path / "exp"
     _bash(ROOT / "egs" / "call_analytics" / "run.sh", "--data_dir", default / "data",
           "--model_dir", default / "exp" / "final", "--exp_dir", exp, "--max_steps", "3",
-          "--num_calls", "10 6", "--k", "2", "--train_procs", "1",
+          "--num_calls", "10 12 6", "--k", "2", "--train_procs", "1",
           "--overrides", " ".join(TINY[:3]))
     table = (exp / "results.md").read_text()
     assert "| intent accuracy % |" in table and "| speaker EER % (lower is better) |" in table
     assert "Pre-labeling of 6 test calls" in table
+    assert "| call outcome from turn scores: macro-F1 % |" in table
+    assert "Always the majority outcome on these 6 test calls" in table
+    why = (exp / "heads_trained" / "eval_turn_outcome" / "why.tsv").read_text().splitlines()
+    assert len(why) == 1 + 6 * 4  # every turn of every test call
     assert (exp / "heads_trained" / "eval_utts" / "confusion_intent.png").is_file()
-    assert "call-test-0000" in (exp / "report" / "index.html").read_text()
+    page = (exp / "report" / "index.html").read_text()
+    assert "call-test-0000" in page and 'class="turn-reasons"' in page
     calls = [json.loads(x) for x in open(exp / "data" / "calls_test.list")]
     assert len(calls) == 6 and all(c["outcome"] in ("escalate", "pays", "other") for c in calls)
+    assert all(len(c["turns"]) == 4 for c in calls)

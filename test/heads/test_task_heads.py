@@ -251,3 +251,41 @@ def test_heads_train_on_a_frozen_encoder_from_a_model_folder(vi_speech, tmp_path
     assert torch.allclose(a["intent"][0], b["intent"][0], atol=1e-5)
     assert (small / ADAPTER_FILE).stat().st_size < 0.5 * (
         tmp_path / "lora" / "final" / "pytorch_model.bin").stat().st_size
+
+
+def test_evaluate_heads_cli_writes_metrics_predictions_and_all_class_scores(vi_speech,
+                                                                            tmp_path):
+    """Segment rows of one recording are scored like whole files; scores.jsonl carries every
+    class's probability (what call_outcome reads), its argmax is predictions.tsv's class."""
+    torch.manual_seed(0)
+    from chunkformer.pretrained import save_folder
+    save_folder(build_heads_model(model_cfg()).eval(), tmp_path / "task")
+    wav, _ = vi_speech[0]
+    half = sf.info(wav).duration / 2
+    rows = [{"key": "whole", "wav": str(wav), "intent": "a", "mood": "x", "speaker": "s1"},
+            {"key": "first", "wav": str(wav), "start": 0.0, "end": half, "intent": "b",
+             "speaker": "s1"},
+            {"key": "second", "wav": str(wav), "start": half, "end": 2 * half, "mood": "y",
+             "speaker": "s2"}]
+    (tmp_path / "rows.list").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "eval"
+    _run("chunkformer.bin.evaluate_heads", "--model_dir", tmp_path / "task", "--data",
+         tmp_path / "rows.list", "--output_dir", out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["intent"]["utterances"] == 2 and metrics["mood"]["utterances"] == 2
+    assert (out / "confusion_intent.png").stat().st_size > 0
+    scores = [json.loads(x) for x in open(out / "scores.jsonl")]
+    assert [s["key"] for s in scores] == ["whole", "first", "second"]
+    predicted = {}
+    for line in (out / "predictions.tsv").read_text().splitlines()[1:]:
+        key, head, cls, p = line.split("\t")
+        predicted[key, head] = (cls, float(p))
+    for s in scores:
+        assert set(s) == {"key", "intent", "mood"}  # classifier heads only
+        for head, probs in s.items():
+            if head == "key":
+                continue
+            assert sum(probs.values()) == pytest.approx(1, abs=1e-4)
+            best = max(probs, key=probs.get)
+            assert predicted[s["key"], head] == (best, pytest.approx(probs[best], abs=1e-4))
+    assert scores[1]["intent"] != scores[2]["intent"]  # the two halves are scored apart

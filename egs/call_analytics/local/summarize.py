@@ -1,4 +1,6 @@
-"""The demo's table: every head's test numbers on the trained vs the random encoder.
+"""The demo's table: every head's test numbers on the trained vs the random encoder, the call
+outcome both from the whole-call head and from the heads' turn scores, against the majority
+class.
 
     python local/summarize.py --exp_dir exp
 """
@@ -12,8 +14,21 @@ ROWS = (("utts", "intent", "accuracy", "intent accuracy %"),
         ("utts", "emotion", "unweighted_accuracy", "emotion UA %"),
         ("utts", "emotion", "accuracy", "emotion WA %"),
         ("utts", "speaker", "eer", "speaker EER % (lower is better)"),
-        ("calls", "outcome", "accuracy", "call outcome accuracy %"),
-        ("calls", "outcome", "macro_f1", "call outcome macro-F1 %"))
+        ("calls", "outcome", "accuracy", "call outcome, whole-call head: accuracy %"),
+        ("calls", "outcome", "unweighted_accuracy", "call outcome, whole-call head: UA %"),
+        ("calls", "outcome", "macro_f1", "call outcome, whole-call head: macro-F1 %"),
+        ("turn_outcome", "outcome", "accuracy", "call outcome from turn scores: accuracy %"),
+        ("turn_outcome", "outcome", "unweighted_accuracy", "call outcome from turn scores: UA %"),
+        ("turn_outcome", "outcome", "macro_f1", "call outcome from turn scores: macro-F1 %"))
+
+
+def majority_baseline(matrix) -> str:
+    """Accuracy / UA / macro-F1 of always answering the most frequent reference class."""
+    support = [sum(row) for row in matrix]
+    top, total = max(support), sum(support)
+    f1 = 2 * top / (top + total)  # precision top / total, recall 1
+    return (f"{100 * top / total:.1f} / {100 / len(support):.1f} / "
+            f"{100 * f1 / len(support):.1f}")
 
 
 def main():
@@ -22,12 +37,16 @@ def main():
     exp = Path(p.parse_args().exp_dir)
     metrics = {(init, s): json.loads((exp / f"heads_{init}" / f"eval_{s}" / "metrics.json")
                                      .read_text()) for init in ("trained", "random")
-               for s in ("utts", "calls")}
+               for s in ("utts", "calls", "turn_outcome")}
     lines = ["| test set metric | trained encoder | random encoder |", "|---|---|---|"]
     for s, head, key, title in ROWS:
         got = [metrics[init, s].get(head, {}).get(key) for init in ("trained", "random")]
         lines.append(f"| {title} | " + " | ".join("—" if v is None else f"{v:.1f}"
                                                    for v in got) + " |")
+    outcome = metrics["trained", "turn_outcome"].get("outcome")
+    if outcome:
+        lines += ["", f"Always the majority outcome on these {sum(map(sum, outcome['matrix']))} "
+                  f"test calls: accuracy / UA / macro-F1 {majority_baseline(outcome['matrix'])} %."]
     pre = exp / "prelabel.csv"
     if pre.is_file():
         rows = list(csv.DictReader(open(pre, encoding="utf-8")))
