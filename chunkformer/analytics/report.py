@@ -5,9 +5,10 @@ that weighed most in the outcome, highlighted on the waveform and linked to thei
 
 Analysis of a call (:func:`analyse_call`):
 * transcript: the ASR model's greedy CTC decoding with word times, split into segments at
-  silences (``Transcript.segments``);
-* speaker turns: one embedding per segment (the speaker head's, else the mean encoder
-  frame), clustered into ``num_speakers`` groups (average linkage, cosine);
+  silences (``Transcript.segments``); with the call's known turns, each turn decoded alone;
+* speaker turns: the known turns' roles, else one embedding per segment (the speaker head's,
+  else the mean encoder frame), clustered into ``num_speakers`` groups (average linkage,
+  cosine);
 * timeline: every timeline head (utterance classifiers such as intent, emotion) run on
   sliding windows of encoder frames → class probabilities per window;
 * outcome: with the call's speaker turns and a turn-outcome layer
@@ -44,6 +45,7 @@ class Segment:
     words: List[dict]  # {"word", "start", "end"}
     speaker: int = 0
     weight: float = 0.0  # share in the outcome decision
+    role: Optional[str] = None  # the known turn's role (bot, customer, ...)
 
     @property
     def text(self) -> str:
@@ -78,6 +80,27 @@ def _frames_of(segment: Segment, total: int) -> slice:
     """The encoder frames of a segment (at least one, within the call's ``total``)."""
     first = min(int(segment.start / FRAME), total - 1)
     return slice(first, max(first + 1, min(int(segment.end / FRAME) + 1, total)))
+
+
+@torch.no_grad()
+def transcribe(asr_model, task_model, audio, turns: Optional[Sequence[dict]] = None,
+               max_silence: float = 0.5) -> List[Segment]:
+    """The call's transcript as segments split at silences: each known turn decoded on its own
+    (word times shifted to the call's clock; a model that never heard a turn change inside
+    one utterance does better on one speaker at a time), else the whole call at once."""
+    pieces = [(t["start"], t["end"], t.get("role")) for t in turns] if turns else \
+        [(None, None, None)]
+    segments = []
+    for start, end, role in pieces:
+        feats = task_model.features(audio, start=start, end=end)
+        transcript = decode_features(asr_model, [feats.to(asr_model.device)], 0, 0, 0)[0]
+        shift = start or 0.0
+        for seg in transcript.segments(max_silence):
+            words = [{**w, "start": round(w["start"] + shift, 3),
+                      "end": round(w["end"] + shift, 3)} for w in seg["words"]]
+            if words:
+                segments.append(Segment(words[0]["start"], words[-1]["end"], words, role=role))
+    return segments
 
 
 @torch.no_grad()
@@ -131,12 +154,7 @@ def analyse_call(key: str, audio, asr_model, task_model, outcome_head: Optional[
     scores, else from ``outcome_head`` on the whole call."""
     feats = task_model.features(audio).to(task_model.device)
     wave = load_audio(audio).numpy()
-    transcript = decode_features(asr_model, [feats.to(asr_model.device)], 0, 0, 0)[0]
-    segments = []
-    for seg in transcript.segments(max_silence):
-        if seg["words"]:
-            segments.append(Segment(seg["words"][0]["start"], seg["words"][-1]["end"],
-                                    seg["words"]))
+    segments = transcribe(asr_model, task_model, audio, turns, max_silence)
     run = task_model.run(feats[None], torch.tensor([feats.size(0)]))
     total = int(run["lens"][0])
     analysis = CallAnalysis(key, len(wave) / 16000, envelope(wave), segments)
@@ -144,8 +162,12 @@ def analyse_call(key: str, audio, asr_model, task_model, outcome_head: Optional[
     def head_frames(name):
         return task_model.head_input(name, run["enc"], run["layers"])[0, :total]
 
-    # speaker turns
-    if len(segments) >= num_speakers > 1:
+    # speaker turns: the known turns' roles, else clusters of segment embeddings
+    if turns:
+        roles = list(dict.fromkeys(str(t.get("role") or NO_ROLE) for t in turns))
+        for s in segments:
+            s.speaker = roles.index(str(s.role or NO_ROLE))
+    elif len(segments) >= num_speakers > 1:
         if speaker_head:
             head = task_model.heads[speaker_head]
             x = head_frames(speaker_head)
@@ -315,9 +337,10 @@ def _call_html(a: CallAnalysis, top: int) -> str:
         words = " ".join(f'<span class="w" data-start="{w["start"]:.2f}" '
                          f'data-end="{w["end"]:.2f}" title="{w["start"]:.2f}–{w["end"]:.2f} s">'
                          f'{html.escape(w["word"])}</span>' for w in s.words)
+        who = html.escape(s.role) if s.role else f"speaker {chr(65 + s.speaker)}"
         out.append(f'<div class="{cls}" id="{_seg_id(a, i)}" data-speaker="{s.speaker}">'
                    f'<span class="who" style="color:{COLOURS[s.speaker % len(COLOURS)]}">'
-                   f'speaker {chr(65 + s.speaker)}</span><span class="t">{s.start:.2f}–'
+                   f'{who}</span><span class="t">{s.start:.2f}–'
                    f'{s.end:.2f} s</span>{words}</div>')
     out.append("</div>")
     return "\n".join(out)

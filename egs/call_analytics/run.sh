@@ -84,11 +84,15 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     --data "$lists/calls_test.list" --output_dir "$exp_dir/embeddings" --layer weighted \
     --chunk_size 0
   head -n 20 "$lists/calls_test.list" > "$lists/calls_labeled.list"  # what annotators did
-  python -m chunkformer.bin.recognize --model_dir "$model_dir" --data "$lists/calls_test.list" \
-    --output_dir "$exp_dir/calls_asr" --chunk_size 0 > "$exp_dir/calls_asr.log" 2>&1
+  # transcripts turn by turn (the ASR model never heard a turn change inside one utterance),
+  # joined per call in time order
+  python -m chunkformer.bin.recognize --model_dir "$model_dir" --data "$lists/turns_test.list" \
+    --output_dir "$exp_dir/turns_asr" --chunk_size 0 > "$exp_dir/turns_asr.log" 2>&1
+  python local/join_turns.py --turns "$lists/turns_test.list" --text "$exp_dir/turns_asr/text" \
+    > "$exp_dir/calls_text"
   python -m chunkformer.bin.prelabel --index "$exp_dir/embeddings/index.tsv" --k "$k" \
     --labeled "$lists/calls_labeled.list" --label_field outcome --rules conf/rules.yaml \
-    --transcripts "$exp_dir/calls_asr/text" \
+    --transcripts "$exp_dir/calls_text" \
     --predictions "$exp_dir/heads_trained/eval_turn_outcome/predictions.tsv" \
     --output "$exp_dir/prelabel.csv"
   head -n 5 "$lists/calls_test.list" > "$lists/calls_report.list"

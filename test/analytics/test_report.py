@@ -128,7 +128,7 @@ def test_outcome_from_turn_scores_weighs_the_deciding_turn(models, ref_meta, ref
     """With the call's turns and a turn-outcome layer: turns are scored as evaluate_heads scores
     segment rows, the layer decides, and the weight lands on the segments of the turn that
     supplied the deciding score."""
-    from chunkformer.analytics.report import score_turns
+    from chunkformer.analytics.report import score_turns, transcribe
     from chunkformer.analytics.turn_outcome import TurnOutcome
     from chunkformer.bin.evaluate_heads import predict
     from chunkformer.data.utterance import Utterance
@@ -159,12 +159,22 @@ def test_outcome_from_turn_scores_weighs_the_deciding_turn(models, ref_meta, ref
     assert o["probability"] == pytest.approx(1 / (1 + np.exp(-1.0)), abs=1e-4)
     assert o["reasons"] == [f"customer turn 2 ({d / 3:.1f}-{2 * d / 3:.1f} s): "
                             f"emotion angry {angry:.2f}"]
-    inside = [s for s in a.segments if s.start >= d / 3 and s.end <= 2 * d / 3]
-    outside = [s for s in a.segments if s.end <= d / 3 or s.start >= 2 * d / 3]
+    # the transcript comes turn by turn: every segment lies in one turn and carries its role
+    for s in a.segments:
+        turn = next((t for t in turns
+                     if t["start"] - 1e-3 <= s.start and s.end <= t["end"] + 1e-3), s)
+        assert turn is not s, (s.start, s.end, turns)
+        assert s.role == turn["role"] and s.speaker == ["bot", "customer"].index(s.role)
+    middle = transcribe(asr, task, wav, turns[1:2])
+    assert [(s.start, s.end, s.text) for s in middle] == [
+        (s.start, s.end, s.text) for s in a.segments if s.role == "customer"]
+    inside = [s for s in a.segments if s.role == "customer"]
     assert inside and sum(s.weight for s in a.segments) == pytest.approx(1.0)
-    assert all(s.weight > 0 for s in inside) and all(s.weight == 0 for s in outside)
+    assert all(s.weight > 0 for s in inside)
+    assert all(s.weight == 0 for s in a.segments if s.role == "bot")
     page = render_report([a])
     assert 'class="turn-reasons"' in page and "customer turn 2" in page
+    assert '<span class="who" style="color:#ff7f0e">customer</span>' in page
     with pytest.raises(ValueError, match=r"needs head\(s\) \['sentiment'\]"):
         analyse_call("c", wav, asr, task, None, [], None, turns=turns, turn_outcome=TurnOutcome(
             ["a", "b"], ["customer/sentiment/neg"], np.zeros((2, 1)), np.zeros(2)))

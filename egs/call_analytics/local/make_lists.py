@@ -83,7 +83,7 @@ def make_calls(rows, split, out_dir: Path, num_calls: int, rng):
                       "intents": [u["intent"] for u in turns],
                       "turns": [{"start": round(a, 3), "end": round(b, 3), "role": role,
                                  "speaker": u["speaker"], "intent": u["intent"],
-                                 "emotion": u["emotion"]}
+                                 "emotion": u["emotion"], "txt": u["txt"]}
                                 for (a, b), role, u in zip(spans, roles, turns)]})
     return calls
 
@@ -91,7 +91,8 @@ def make_calls(rows, split, out_dir: Path, num_calls: int, rng):
 def turn_rows(calls):
     """One segment row per turn: the call's audio from ``start`` to ``end``."""
     return [{"key": f"{c['key']}-t{i}", "wav": c["wav"], "start": t["start"], "end": t["end"],
-             "group": c["key"], **{k: t[k] for k in ("role", "speaker", "intent", "emotion")}}
+             "group": c["key"],
+             **{k: t[k] for k in ("txt", "role", "speaker", "intent", "emotion")}}
             for c in calls for i, t in enumerate(c["turns"])]
 
 
