@@ -152,18 +152,20 @@ def predict(args):
             said = "; ".join(describe(t, j, f, v) for j, f, v, _ in reasons if j == i)
             why_lines.append(f"{key}\t{label}\t{probs[best]:.4f}\t{i + 1}\t{t.start:.2f}\t"
                              f"{t.end:.2f}\t{t.role}\t{w:.3f}\t{said}")
-        if key in labels and labels[key] in model.classes:
-            refs.append(model.classes.index(labels[key]))
-            hyps.append(best)
+        if key in labels:
+            refs.append(labels[key])
+            hyps.append(label)
     (out / "predictions.tsv").write_text("\n".join(pred_lines) + "\n", encoding="utf-8")
     (out / "why.tsv").write_text("\n".join(why_lines) + "\n", encoding="utf-8")
     print(f"{len(calls)} calls → {out / 'predictions.tsv'}, {out / 'why.tsv'}")
-    if refs:
-        matrix = confusion_matrix(refs, hyps, len(model.classes))
+    if refs:  # an outcome the layer never saw in fitting still counts (as a miss)
+        classes = model.classes + sorted(set(refs) - set(model.classes))
+        matrix = confusion_matrix([classes.index(v) for v in refs],
+                                  [classes.index(v) for v in hyps], len(classes))
         metrics = {"outcome": {**classification_report(matrix), "matrix": matrix.tolist(),
-                               "classes": model.classes}}
+                               "classes": classes}}
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False))
-        save_confusion_png(matrix, model.classes, out / "confusion_outcome.png",
+        save_confusion_png(matrix, classes, out / "confusion_outcome.png",
                            f"outcome from turns: rows reference, columns predicted "
                            f"(accuracy {metrics['outcome']['accuracy']:.1f}%)")
         shown = {k: round(v, 2) for k, v in metrics["outcome"].items() if isinstance(v, float)}

@@ -166,6 +166,17 @@ def test_call_outcome_cli_fit_predict_and_prelabel_reads_it(tmp_path):
     heads = read_predictions(tmp_path / "out" / "predictions.tsv")
     assert len(heads) == len(labels) and all(h["outcome"][0] in ("escalate", "pays", "other")
                                              for h in heads.values())
+    # a test call of an outcome the layer never saw counts, as a miss
+    rows = [json.loads(x) for x in open(test / "calls.list")]
+    rows[0]["outcome"] = "callback"
+    (test / "calls2.list").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = _run("predict", "--model", tmp_path / "m.json", "--turns", test / "turns.list",
+             "--scores", test / "scores.jsonl", "--calls", test / "calls2.list",
+             "--output_dir", tmp_path / "out2")
+    assert r.returncode == 0, r.stderr
+    unseen = json.loads((tmp_path / "out2" / "metrics.json").read_text())["outcome"]
+    assert unseen["utterances"] == len(labels) and unseen["classes"][-1] == "callback"
+    assert sum(unseen["matrix"][-1]) == 1 and unseen["matrix"][-1][-1] == 0
     # bad input: one clear line naming the file and the line
     (test / "bad.jsonl").write_text('{"key": "x"}\nnot json\n')
     r = _run("predict", "--model", tmp_path / "m.json", "--turns", test / "turns.list",
