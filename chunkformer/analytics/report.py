@@ -277,6 +277,15 @@ def _svg_waveform(a: CallAnalysis, height: int = 120) -> str:
     return "".join(parts)
 
 
+def _cells(times: Sequence[float], width: float, duration: float) -> List[tuple]:
+    """Where each window's cell is drawn: around the window's centre, up to the midpoints
+    between neighbouring centres, the first from 0 and the last to the end of the call, so
+    that the cells tile the time axis."""
+    centres = [t + width / 2 for t in times]
+    edges = [0.0] + [(a + b) / 2 for a, b in zip(centres, centres[1:])] + [duration]
+    return list(zip(edges[:-1], edges[1:]))
+
+
 def _svg_heatmap(a: CallAnalysis, row: int = 16) -> str:
     rows = [(name, i, c) for name, t in a.timeline.items() for i, c in enumerate(t["classes"])]
     if not rows:
@@ -288,13 +297,14 @@ def _svg_heatmap(a: CallAnalysis, row: int = 16) -> str:
         colour = COLOURS[list(a.timeline).index(name) % len(COLOURS)]
         parts.append(f'<text x="2" y="{r * row + 12}" font-size="11">'
                      f'{html.escape(name)}: {html.escape(cls)}</text>')
-        for start, p in zip(t["times"], t["probs"][:, i]):
-            x = label_w + start / a.duration * plot_w
-            w = max(1.0, t["width"] / a.duration * plot_w / 2)
+        for start, (left, right), p in zip(t["times"], _cells(t["times"], t["width"],
+                                                               a.duration), t["probs"][:, i]):
+            x = label_w + left / a.duration * plot_w
+            w = max(1.0, (right - left) / a.duration * plot_w)
             parts.append(f'<rect class="cell" x="{x:.1f}" y="{r * row}" width="{w:.1f}" '
                          f'height="{row - 2}" fill="{colour}" fill-opacity="{p:.3f}">'
-                         f'<title>{html.escape(name)} {html.escape(cls)} at {start:.1f}s: '
-                         f'{p:.2f}</title></rect>')
+                         f'<title>{html.escape(name)} {html.escape(cls)}, '
+                         f'{start:.1f}-{start + t["width"]:.1f} s: {p:.2f}</title></rect>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from chunkformer.analytics.report import analyse_call, render_report
+from chunkformer.analytics.report import _cells, analyse_call, render_report
 from chunkformer.config import load_yaml
 from chunkformer.heads.multitask import build_heads_model
 from chunkformer.model import ChunkFormerModel
@@ -59,6 +59,10 @@ def test_analysis_of_a_long_call(models, ref_meta, reference_dir):
     assert t["probs"].shape == (len(t["times"]), 3)
     assert np.allclose(t["probs"].sum(1), 1, atol=1e-5)
     assert t["times"][1] - t["times"][0] == pytest.approx(0.96)  # 1 s hop = 12 frames of 80 ms
+    cells = _cells(t["times"], t["width"], a.duration)  # the heatmap tiles the whole call
+    assert cells[0][0] == 0 and cells[-1][1] == a.duration
+    assert all(b[0] == pytest.approx(c[1]) for c, b in zip(cells, cells[1:]))
+    assert all(left <= s + t["width"] / 2 <= right for s, (left, right) in zip(t["times"], cells))
     assert a.outcome["label"] in ("pays", "refuses")
     assert a.outcome["method"] == "attention weights"
     # occlusion when the outcome head pools by mean: weights still a distribution
