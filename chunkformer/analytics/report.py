@@ -109,12 +109,9 @@ def score_turns(task_model, audio, turns: Sequence[dict], heads: Sequence[str]) 
     on its own audio, as ``evaluate_heads`` scores segment rows."""
     out = []
     for i, t in enumerate(turns):
-        feats = task_model.features(audio, start=t["start"], end=t["end"]).to(task_model.device)
-        run = task_model.run(feats[None], torch.tensor([feats.size(0)]))
-        scores = {}
-        for name in heads:
-            probs = torch.softmax(run[name][0][0].float(), dim=-1)
-            scores[name] = {c: float(p) for c, p in zip(task_model.heads[name].classes, probs)}
+        probs = task_model.outputs(audio, t["start"], t["end"])
+        scores = {name: {c: float(p) for c, p in zip(task_model.heads[name].classes,
+                                                     probs[name])} for name in heads}
         out.append(Turn(f"turn{i}", float(t["start"]), float(t["end"]),
                         str(t.get("role") or NO_ROLE), scores))
     return out

@@ -51,19 +51,9 @@ def predict(model, rows, context):
     out, bad = {}, []
     for row in tqdm(rows, unit="utt"):
         try:
-            feats = model.features(row.audio, start=row.start, end=row.end).to(model.device)
+            out[row.key] = model.outputs(row.audio, row.start, row.end, context)
         except AudioError as e:
             bad.append(f"{row.key}\t{e}")
-            continue
-        result = model.run(feats[None], torch.tensor([feats.size(0)]), *context)
-        entry = {}
-        for name, head in model.heads.items():
-            x = model.head_input(name, result["enc"], result["layers"])
-            if isinstance(head, SpeakerEmbeddingHead):
-                entry[name] = head.embed(x, result["lens"])[0][0]
-            else:
-                entry[name] = torch.softmax(result[name][0][0].float(), dim=-1)
-        out[row.key] = entry
     return out, bad
 
 

@@ -133,6 +133,22 @@ class EncoderWithHeads(nn.Module):
             result[name] = head(self.head_input(name, enc, layers), lens)
         return result
 
+    @torch.no_grad()
+    def outputs(self, audio, start=None, end=None, context=(0, 0, 0)) -> Dict[str, torch.Tensor]:
+        """One recording (or its ``start``-``end`` seconds) → {head: class probabilities (C,)
+        for a classifier, the embedding (E,) for a speaker head}; ``context`` is (chunk, left,
+        right) frames, (0, 0, 0) full context."""
+        feats = self.features(audio, start=start, end=end).to(self.device)
+        result = self.run(feats[None], torch.tensor([feats.size(0)]), *context)
+        out = {}
+        for name, head in self.heads.items():
+            if isinstance(head, SpeakerEmbeddingHead):
+                x = self.head_input(name, result["enc"], result["layers"])
+                out[name] = head.embed(x, result["lens"])[0][0]
+            else:
+                out[name] = torch.softmax(result[name][0][0].float(), dim=-1)
+        return out
+
     def forward(self, feats, feats_lens, targets=None, target_lens=None,
                 chunk_size: Optional[int] = 0, left_context_size: int = 0,
                 right_context_size: int = 0, labels: Optional[Dict] = None) -> dict:
