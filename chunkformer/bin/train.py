@@ -159,6 +159,7 @@ def main(argv=None):
     if args.resume and not trainer.resume():
         logging.info("--resume: no checkpoint in %s yet, starting fresh", exp)
     metrics = trainer.fit()
+    trainer.ddp = None  # its reducer holds the process group, which shutdown tears down
     shutdown(env)
     if env.is_main:
         print(f"done: step {trainer.step}, dev {metrics}; checkpoints in {trainer.ckpt.dir}, "

@@ -5,6 +5,7 @@ standard rendezvous flags, e.g. on every node ``torchrun --nnodes=2 --node_rank=
 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=<host0>:29500 -m chunkformer.bin.train``.
 NCCL on GPUs, gloo on CPUs.
 """
+import gc
 import os
 from dataclasses import dataclass
 
@@ -67,7 +68,10 @@ def barrier(env: DistEnv):
 
 def shutdown(env: DistEnv):
     """Wait for every rank, then tear the process group down (a gloo group left alive at exit
-    aborts the interpreter: "terminate called without an active exception")."""
+    aborts the interpreter: "terminate called without an active exception"). Whatever still
+    holds the group (a DDP reducer: drop the wrapper first) is collected before, so that the
+    group really goes here and not in the interpreter's teardown."""
     if env.distributed and dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
