@@ -24,9 +24,9 @@ ROWS = (("utts", "intent", "accuracy", "intent accuracy %"),
 
 def majority_baseline(matrix) -> str:
     """Accuracy / UA / macro-F1 of always answering the most frequent reference class."""
-    support = [sum(row) for row in matrix]
+    support = [n for n in (sum(row) for row in matrix) if n]  # the classes that occur
     top, total = max(support), sum(support)
-    f1 = 2 * top / (top + total)  # precision top / total, recall 1
+    f1 = 2 * top / (top + total)  # precision top / total, recall 1; the other classes 0
     return (f"{100 * top / total:.1f} / {100 / len(support):.1f} / "
             f"{100 * f1 / len(support):.1f}")
 
