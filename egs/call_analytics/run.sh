@@ -2,8 +2,8 @@
 # Call analytics on the default recipe's encoder: task heads (intent, emotion, speaker, call
 # outcome) with LoRA adapters on the trained encoder against the same on a randomly
 # initialised one (encoder weights fixed in both); the call outcome also from the heads'
-# scores of every speaker turn; evaluation (accuracy, macro-F1, UA/WA, speaker EER, confusion PNGs),
-# embedding export, pre-labeling of test calls and the HTML call report.
+# scores of every speaker turn; evaluation (accuracy, macro-F1, UA/WA, speaker EER,
+# confusion PNGs), embedding export, pre-labeling of test calls and the HTML call report.
 #   bash run.sh                 # after the top-level run.sh (stage 0 runs it when needed)
 # Stages: 0 default corpus + model, 1 utterance, call and turn lists, 2 heads (trained / random
 # encoder), 3 evaluation (utterances, whole calls, the outcome from the heads' turn scores),
