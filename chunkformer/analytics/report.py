@@ -28,8 +28,7 @@ import numpy as np
 import torch
 
 from chunkformer.analytics.cluster import agglomerative
-from chunkformer.analytics.turn_outcome import (NO_ROLE, Turn, TurnOutcome, call_features,
-                                                describe)
+from chunkformer.analytics.turn_outcome import NO_ROLE, Turn, TurnOutcome, describe
 from chunkformer.data.audio import load_audio
 from chunkformer.decoding.batch import decode_features
 from chunkformer.heads.pooling import AttentiveStatsPooling
@@ -120,13 +119,9 @@ def score_turns(task_model, audio, turns: Sequence[dict], heads: Sequence[str]) 
 def _turn_outcome(analysis: CallAnalysis, turns: List[Turn], layer: TurnOutcome, top: int):
     """The layer's outcome, each turn's weight spread over its segments (by overlap), and the
     reasons."""
-    x, source = call_features(turns, layer.names)
-    probs = layer.probabilities(x)
-    best = int(probs.argmax())
-    label = layer.classes[best]
-    weights, reasons = layer.explain(x, source, len(turns), label, top)
+    decision = layer.decide(turns, top)
     shares = [0.0] * len(analysis.segments)
-    for t, w in zip(turns, weights):
+    for t, w in zip(turns, decision["weights"]):
         overlap = [max(0.0, min(s.end, t.end) - max(s.start, t.start))
                    for s in analysis.segments]
         total = sum(overlap)
@@ -135,9 +130,11 @@ def _turn_outcome(analysis: CallAnalysis, turns: List[Turn], layer: TurnOutcome,
     norm = sum(shares) or 1.0
     for s, w in zip(analysis.segments, shares):
         s.weight = w / norm
-    analysis.outcome = {"head": "outcome", "label": label, "probability": float(probs[best]),
-                        "classes": layer.classes, "probs": probs, "method": "turn scores",
-                        "reasons": [describe(turns[j], j, f, v) for j, f, v, _ in reasons]}
+    analysis.outcome = {"head": "outcome", "label": decision["label"],
+                        "probability": decision["probability"], "classes": layer.classes,
+                        "probs": decision["probs"], "method": "turn scores",
+                        "reasons": [describe(turns[j], j, f, v)
+                                    for j, f, v, _ in decision["reasons"]]}
 
 
 @torch.no_grad()
@@ -190,7 +187,7 @@ def analyse_call(key: str, audio, asr_model, task_model, outcome_head: Optional[
                                    "width": span * FRAME, "probs": probs.cpu().numpy()}
     # outcome and why
     if turns and turn_outcome is not None:
-        heads = sorted({name.split("/")[1] for name in turn_outcome.names})
+        heads = turn_outcome.heads
         missing = [h for h in heads if h not in task_model.heads]
         if missing:
             raise ValueError(f"the turn-outcome layer needs head(s) {missing}, which the task "

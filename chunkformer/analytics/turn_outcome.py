@@ -181,6 +181,21 @@ class TurnOutcome:
         return weights.tolist(), [(source[f], self.names[f], float(x[f]), float(contrib[f]))
                                   for f in order]
 
+    @property
+    def heads(self) -> List[str]:
+        """The utterance heads whose turn scores the layer reads."""
+        return sorted({name.split("/")[1] for name in self.names})
+
+    def decide(self, turns: Sequence[Turn], top: int = 3) -> dict:
+        """One call's outcome: {label, probability, probs (C,), weights (one per turn),
+        reasons [(turn index, feature name, value, contribution)]} (see :meth:`explain`)."""
+        x, source = call_features(turns, self.names)
+        probs = self.probabilities(x)
+        best = int(probs.argmax())
+        weights, reasons = self.explain(x, source, len(turns), self.classes[best], top)
+        return {"label": self.classes[best], "probability": float(probs[best]), "probs": probs,
+                "weights": weights, "reasons": reasons}
+
     def save(self, path) -> Path:
         """JSON (classes, feature names, weights), written atomically."""
         path = Path(path)

@@ -142,16 +142,13 @@ def predict(args):
     why_lines = ["key\tpredicted\tprobability\tturn\tstart\tend\trole\tweight\treasons"]
     refs, hyps = [], []
     for key, turns in calls.items():
-        x, source = call_features(turns, model.names)
-        probs = model.probabilities(x)
-        best = int(probs.argmax())
-        label = model.classes[best]
-        weights, reasons = model.explain(x, source, len(turns), label, args.top)
-        pred_lines.append(f"{key}\toutcome\t{label}\t{probs[best]:.4f}")
-        for i, (t, w) in enumerate(zip(turns, weights)):
-            said = "; ".join(describe(t, j, f, v) for j, f, v, _ in reasons if j == i)
-            why_lines.append(f"{key}\t{label}\t{probs[best]:.4f}\t{i + 1}\t{t.start:.2f}\t"
-                             f"{t.end:.2f}\t{t.role}\t{w:.3f}\t{said}")
+        d = model.decide(turns, args.top)
+        label = d["label"]
+        pred_lines.append(f"{key}\toutcome\t{label}\t{d['probability']:.4f}")
+        for i, (t, w) in enumerate(zip(turns, d["weights"])):
+            said = "; ".join(describe(t, j, f, v) for j, f, v, _ in d["reasons"] if j == i)
+            why_lines.append(f"{key}\t{label}\t{d['probability']:.4f}\t{i + 1}\t"
+                             f"{t.start:.2f}\t{t.end:.2f}\t{t.role}\t{w:.3f}\t{said}")
         if key in labels:
             refs.append(labels[key])
             hyps.append(label)

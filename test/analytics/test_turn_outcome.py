@@ -76,6 +76,11 @@ def test_layer_learns_an_or_over_turns_and_points_at_the_deciding_turn():
     accuracy = np.mean([p == t for p, t in zip(predicted, test_labels)])
     majority = max(test_labels.count(c) for c in set(test_labels)) / len(test_labels)
     assert accuracy > 0.9 > majority + 0.3
+    assert model.heads == ["emotion", "intent"]
+    first = next(iter(test.values()))
+    d = model.decide(first)
+    weights, reasons = model.explain(*xt[0], len(first), d["label"])
+    assert d["label"] == predicted[0] and (d["weights"], d["reasons"]) == (weights, reasons)
     # a call whose only reason to escalate is one angry customer turn
     for (f, source), turns, label, tr in zip(xt, test.values(), predicted, truth):
         angry = [i for i, (r, e, intent) in enumerate(tr) if r == "customer" and e == "angry"]
