@@ -1,10 +1,9 @@
 """Shared test fixtures: real Vietnamese speech made at test time, sox format variants, and the
-reference test vectors in ``shared/fixtures/reference-small`` (see its README.md).
+reference test vectors in ``test/fixtures/reference-small`` (see its README.md).
 
 Nothing is downloaded: speech comes from espeak-ng, conversions from sox (both Debian packages
 that the test command installs; a missing one fails the tests with the install command).
 """
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -76,25 +75,34 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """``shared/fixtures/reference-small`` above this checkout (CI: ``<clone>/../shared``), or
-    under ``$CHUNKFORMER_SHARED`` when set."""
-    roots = [Path(os.environ["CHUNKFORMER_SHARED"])] if "CHUNKFORMER_SHARED" in os.environ else []
-    roots += [parent / "shared" for parent in Path(__file__).resolve().parents]
-    for root in roots:
-        candidate = root / "fixtures" / "reference-small"
-        if candidate.is_dir():
-            return candidate
-    pytest.fail("shared/fixtures/reference-small not found above the repository "
-                "(set CHUNKFORMER_SHARED to the shared folder)", pytrace=False)
+    """``test/fixtures/reference-small``: the reference code's outputs on a small random model
+    (its README.md says what each array is and how the folder differs from the original)."""
+    return FIXTURES / "reference-small"
 
 
 @pytest.fixture(scope="session")
-def reference(reference_dir) -> dict:
-    """The arrays of ``reference.npz`` (documented in the folder's README.md)."""
+def real_recording() -> Path:
+    """A real Vietnamese recording (Common Voice, CC0, 7.1 s, 16 kHz; ``fixtures/real``)."""
+    return FIXTURES / "real" / "common_voice_vi_23397238.wav"
+
+
+@pytest.fixture(scope="session")
+def reference(reference_dir, ref_meta) -> dict:
+    """The arrays of ``reference.npz`` (documented in the folder's README.md), plus
+    ``wave16k_0`` / ``wave16k_1``: the two 16 kHz inputs' own samples, which the reference
+    handed to the fbank unchanged (left out of the npz: they are the files)."""
+    import soundfile as sf
+
     with np.load(reference_dir / "reference.npz") as arrays:
-        return dict(arrays)
+        out = dict(arrays)
+    for i in (0, 1):
+        out[f"wave16k_{i}"] = sf.read(reference_dir / ref_meta["wavs"][i], dtype="int16")[0]
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -25,9 +25,9 @@ def test_batch_decode_is_batch_invariant(ref_model, reference_dir, ref_meta):
     assert together == alone == tiny_groups
 
 
-def test_endless_equals_batch_on_real_recording(ref_model, reference_dir):
+def test_endless_equals_batch_on_real_recording(ref_model, real_recording):
     """Forced through several long-form windows, the real CV clip decodes as in one batch."""
-    wav = reference_dir / "wavs" / "utt0_cv16k.wav"
+    wav = real_recording
     batch = ref_model.batch_decode([wav], 16, 24, 4, return_timestamps=True)[0]
     text = ref_model.endless_decode(wav, 16, 24, 4, total_batch_duration=0.5,
                                     return_timestamps=False)

@@ -29,11 +29,11 @@ def utt(vi_speech):
 @pytest.fixture(scope="module")
 def long_8k(reference_dir, tmp_path_factory, sox):
     """The reference's 27.9 s 22.05 kHz utterance converted to 8 kHz (telephone rate)."""
-    src = reference_dir / "wavs/utt2_tts22k.wav"
+    src = reference_dir / "wavs/utt2_tts22k.flac"
     return sox(src, tmp_path_factory.mktemp("long") / "utt2_8k.wav", rate=8000)
 
 
-@pytest.mark.parametrize("i, name", [(0, "utt0_cv16k.wav"), (1, "utt1_tts16k.wav")])
+@pytest.mark.parametrize("i, name", [(0, "utt0_cv16k.flac"), (1, "utt1_tts16k.flac")])
 def test_reference_wavs_load_exactly(reference, reference_dir, i, name):
     wave = load_audio(reference_dir / "wavs" / name)
     assert wave.dtype == torch.float32 and wave.ndim == 1
@@ -93,7 +93,7 @@ def test_bad_arrays_are_refused():
 def test_8khz_and_22khz_resample_to_16khz(long_8k, reference_dir):
     native, _ = sf.read(long_8k)
     assert len(load_audio(long_8k)) == 2 * len(native)
-    wave = load_audio(reference_dir / "wavs/utt2_tts22k.wav")
+    wave = load_audio(reference_dir / "wavs/utt2_tts22k.flac")
     assert len(wave) == math.ceil(616581 * 16000 / 22050)
 
 
@@ -189,8 +189,8 @@ def stream_case(request, long_8k, reference_dir):
     """(path, whole-file fbank) for an 8 kHz, a 22.05 kHz and a 66 s 16 kHz recording."""
     path = {
         "8k": long_8k,
-        "22k": reference_dir / "wavs/utt2_tts22k.wav",
-        "16k": reference_dir / "wavs/long.wav",
+        "22k": reference_dir / "wavs/utt2_tts22k.flac",
+        "16k": reference_dir / "wavs/long.flac",
     }[request.param]
     return path, compute_fbank(load_audio(path))
 
