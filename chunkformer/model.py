@@ -38,9 +38,20 @@ class ChunkFormerModel(nn.Module):
         self.load_report = None
 
     @classmethod
-    def from_pretrained(cls, model_dir, device="cpu", ignore: Iterable[str] = ()):
-        """Load a released-layout folder strictly (see chunkformer.pretrained); eval mode."""
-        parts, report = pretrained.load_folder(model_dir, ignore)
+    def from_pretrained(cls, pretrained_model_name_or_path, device="cpu",
+                        ignore: Iterable[str] = (), cache_dir=None, force_download: bool = False):
+        """Load a released-layout folder strictly (see chunkformer.pretrained); eval mode.
+
+        ``pretrained_model_name_or_path`` is a folder, or a Hugging Face repo id
+        (``khanhld/chunkformer-ctc-large-vie``) already in the local Hub cache (``cache_dir``, else
+        ``$HF_HUB_CACHE`` / ``$HF_HOME/hub`` / ``~/.cache/huggingface/hub``): nothing is
+        downloaded, so ``force_download=True`` is an error.
+        """
+        if force_download:
+            raise ValueError("force_download: this toolkit never downloads; fetch the folder "
+                             "first (e.g. `huggingface-cli download <repo> --local-dir <folder>`)")
+        folder = pretrained.resolve_model_dir(pretrained_model_name_or_path, cache_dir)
+        parts, report = pretrained.load_folder(folder, ignore)
         model = cls(**parts)
         model.load_report = report
         return model.to(device).eval()
@@ -53,14 +64,33 @@ class ChunkFormerModel(nn.Module):
     def device(self):
         return self.ctc.ctc_lo.weight.device
 
-    def encode(self, xs, xs_lens, chunk_size: Optional[int] = 0, left_context_size: int = 0,
-               right_context_size: int = 0):
+    def get_encoder(self):
+        return self.encoder
+
+    def get_ctc(self):
+        return self.ctc
+
+    @property
+    def char_dict(self) -> dict:
+        """{token id: token} (the upstream attribute)."""
+        return dict(enumerate(self.vocab.tokens)) if self.vocab is not None else {}
+
+    def encode(self, xs, xs_lens, chunk_size: Optional[int] = None,
+               left_context_size: Optional[int] = None,
+               right_context_size: Optional[int] = None):
         """(B, T, 80) fbank + (B,) lengths → (B, T', D) encoder output + (B,) lengths.
 
         ``chunk_size`` 0, -1 or None = full context; otherwise chunked attention with the given
-        left/right context (subsampled frames). Batch-invariant: padding never changes a result.
+        left/right context (subsampled frames; None = 0). Batch-invariant: padding never
+        changes a result.
         """
-        return self.encoder(xs, xs_lens, chunk_size, left_context_size, right_context_size)
+        return self.encoder(xs, xs_lens, chunk_size, left_context_size or 0,
+                            right_context_size or 0)
+
+    def _load_audio_and_extract_features(self, audio_path):
+        """Upstream helper: path → ((T, 80) fbank on the model's device, T)."""
+        feats = self.features(audio_path).to(self.device)
+        return feats, feats.size(0)
 
     def forward(self, feats, feats_lens, targets, target_lens, chunk_size: Optional[int] = 0,
                 left_context_size: int = 0, right_context_size: int = 0) -> dict:
@@ -99,19 +129,23 @@ class ChunkFormerModel(nn.Module):
         """
         return model_features(self.config, audio, sample_rate, start, end)
 
-    def batch_decode(self, audios: List, chunk_size: int = 64, left_context_size: int = 128,
-                     right_context_size: int = 128, total_batch_duration: float = 1800,
+    def batch_decode(self, audio_paths: List, chunk_size: Optional[int] = 64,
+                     left_context_size: Optional[int] = 128,
+                     right_context_size: Optional[int] = 128, total_batch_duration: float = 1800,
                      mode: str = "ctc_greedy", beam_size: int = 10,
                      return_timestamps: bool = False, sample_rate: Optional[int] = None):
         """Decode several recordings (paths or waveforms) in masked batches of at most
-        ``total_batch_duration`` seconds. Returns texts, or result dicts with word timings."""
+        ``total_batch_duration`` seconds. Returns texts, or result dicts with word timings.
+        Context sizes of None mean the upstream defaults 64 / 128 / 128."""
         from chunkformer.decoding.batch import decode_audios
-        results = decode_audios(self, audios, chunk_size, left_context_size, right_context_size,
+        results = decode_audios(self, audio_paths, *upstream_context(chunk_size,
+                                left_context_size, right_context_size),
                                 total_batch_duration, mode, beam_size, sample_rate)
         return [r.as_dict() if return_timestamps else r.text for r in results]
 
-    def endless_decode(self, audio, chunk_size: int = 64, left_context_size: int = 128,
-                       right_context_size: int = 128, total_batch_duration: float = 1800,
+    def endless_decode(self, audio_path, chunk_size: Optional[int] = 64,
+                       left_context_size: Optional[int] = 128,
+                       right_context_size: Optional[int] = 128, total_batch_duration: float = 1800,
                        return_timestamps: bool = True, max_silence_duration: float = 0.5,
                        mode: str = "ctc_greedy", beam_size: int = 10,
                        sample_rate: Optional[int] = None):
@@ -119,14 +153,23 @@ class ChunkFormerModel(nn.Module):
 
         Returns segments ``[{"decode", "start", "end", "words"}]`` split at silences of
         ``max_silence_duration`` (times ``HH:MM:SS:mmm``), or the text when
-        ``return_timestamps`` is False.
+        ``return_timestamps`` is False. ``audio_path`` may also be a waveform; context sizes of
+        None mean 64 / 128 / 128.
         """
         from chunkformer.decoding.endless import decode_long
-        result = decode_long(self, audio, chunk_size, left_context_size, right_context_size,
-                             total_batch_duration, mode, beam_size, sample_rate)
+        result = decode_long(self, audio_path, *upstream_context(chunk_size, left_context_size,
+                             right_context_size), total_batch_duration, mode, beam_size,
+                             sample_rate)
         if not return_timestamps:
             return result.text
         return result.segments(max_silence_duration)
+
+
+def upstream_context(chunk_size, left_context_size, right_context_size):
+    """The upstream decoders' reading of None context sizes: 64 / 128 / 128."""
+    return (64 if chunk_size is None else chunk_size,
+            128 if left_context_size is None else left_context_size,
+            128 if right_context_size is None else right_context_size)
 
 
 def model_features(config: dict, audio, sample_rate: Optional[int] = None,

@@ -54,6 +54,30 @@ class LoadReport:
         return "\n".join(lines)
 
 
+def resolve_model_dir(name_or_path, cache_dir=None) -> Path:
+    """A model folder, or a Hugging Face repo id ``owner/name`` found in the local Hub cache
+    (``<cache>/models--owner--name/snapshots/<refs/main>``); never downloads."""
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        return folder
+    name = str(name_or_path)
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        caches = [Path(cache_dir)] if cache_dir else [
+            Path(os.environ["HF_HUB_CACHE"]) if "HF_HUB_CACHE" in os.environ else
+            Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"]
+        for cache in caches:
+            repo = cache / ("models--" + name.replace("/", "--"))
+            ref = repo / "refs" / "main"
+            snapshot = repo / "snapshots" / (ref.read_text().strip() if ref.is_file() else "")
+            if ref.is_file() and snapshot.is_dir():
+                return snapshot
+        raise FileNotFoundError(
+            f"{name}: no such model folder, and not in the Hugging Face cache ({caches[0]}); "
+            f"nothing is downloaded here: `huggingface-cli download {name} --local-dir "
+            f"{name.split('/')[1]}` then pass that folder")
+    raise FileNotFoundError(f"{name}: no such model folder")
+
+
 def find_weights(folder: Path) -> Path:
     for name in WEIGHT_FILES:
         if (folder / name).is_file():
