@@ -64,6 +64,19 @@ class ChunkFormerModel(nn.Module):
     def device(self):
         return self.ctc.ctc_lo.weight.device
 
+    @property
+    def untrained_prefixes(self) -> List[str]:
+        """Parameters the configured loss never reaches (the trainer freezes them, so DDP does
+        not wait for their gradients, and keeps their weights): the decoder when
+        ``ctc_weight`` is 1, the right-to-left decoder when ``reverse_weight`` is 0."""
+        if self.decoder is None:
+            return []
+        if self.ctc_weight >= 1.0:
+            return ["decoder."]
+        if hasattr(self.decoder, "right_decoder") and self.reverse_weight <= 0.0:
+            return ["decoder.right_decoder."]
+        return []
+
     def get_encoder(self):
         return self.encoder
 
@@ -133,14 +146,17 @@ class ChunkFormerModel(nn.Module):
                      left_context_size: Optional[int] = 128,
                      right_context_size: Optional[int] = 128, total_batch_duration: float = 1800,
                      mode: str = "ctc_greedy", beam_size: int = 10,
-                     return_timestamps: bool = False, sample_rate: Optional[int] = None):
+                     return_timestamps: bool = False, sample_rate: Optional[int] = None,
+                     ctc_weight: float = 0.5, reverse_weight: float = 0.0):
         """Decode several recordings (paths or waveforms) in masked batches of at most
         ``total_batch_duration`` seconds. Returns texts, or result dicts with word timings.
-        Context sizes of None mean the upstream defaults 64 / 128 / 128."""
+        Context sizes of None mean the upstream defaults 64 / 128 / 128; ``ctc_weight`` and
+        ``reverse_weight`` weigh ``attention_rescoring``."""
         from chunkformer.decoding.batch import decode_audios
         results = decode_audios(self, audio_paths, *upstream_context(chunk_size,
                                 left_context_size, right_context_size),
-                                total_batch_duration, mode, beam_size, sample_rate)
+                                total_batch_duration, mode, beam_size, sample_rate, ctc_weight,
+                                reverse_weight)
         return [r.as_dict() if return_timestamps else r.text for r in results]
 
     def endless_decode(self, audio_path, chunk_size: Optional[int] = 64,
@@ -148,7 +164,8 @@ class ChunkFormerModel(nn.Module):
                        right_context_size: Optional[int] = 128, total_batch_duration: float = 1800,
                        return_timestamps: bool = True, max_silence_duration: float = 0.5,
                        mode: str = "ctc_greedy", beam_size: int = 10,
-                       sample_rate: Optional[int] = None):
+                       sample_rate: Optional[int] = None, ctc_weight: float = 0.5,
+                       reverse_weight: float = 0.0):
         """Decode one recording of any length chunk by chunk with attention/conv caches.
 
         Returns segments ``[{"decode", "start", "end", "words"}]`` split at silences of
@@ -159,7 +176,7 @@ class ChunkFormerModel(nn.Module):
         from chunkformer.decoding.endless import decode_long
         result = decode_long(self, audio_path, *upstream_context(chunk_size, left_context_size,
                              right_context_size), total_batch_duration, mode, beam_size,
-                             sample_rate)
+                             sample_rate, ctc_weight, reverse_weight)
         if not return_timestamps:
             return result.text
         return result.segments(max_silence_duration)

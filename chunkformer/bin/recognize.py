@@ -118,7 +118,8 @@ class Recognizer:
             rate = 16000
         return decode_long(self.model, source, args.chunk_size, args.left_context_size,
                            args.right_context_size, args.total_batch_duration, args.mode,
-                           args.beam_size, sample_rate=rate)
+                           args.beam_size, sample_rate=rate, ctc_weight=args.ctc_weight,
+                           reverse_weight=args.reverse_weight)
 
     def duration(self, item) -> float:
         if item.start is not None and item.end is not None:

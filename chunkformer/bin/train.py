@@ -12,6 +12,9 @@ chunkformer.data.loader), ``optim``, ``train``. ``train.init_from: <model folder
 starts from released (or averaged) weights with a fresh optimizer and schedule; ``--resume``
 continues this experiment from its latest checkpoint exactly. An experiment folder that already
 has checkpoints is never restarted silently: pass ``--resume`` or use a new folder.
+
+SIGTERM or SIGUSR1 (e.g. SLURM's ``--signal=USR1@120`` before a time limit) stops training at
+the next step boundary with a checkpoint and exit status 75; ``--resume`` continues exactly.
 """
 import argparse
 import logging
@@ -35,7 +38,9 @@ from chunkformer.heads.multitask import (build_heads_model, collect_classes, is_
 from chunkformer.ssl.bestrq import BestRQModel, is_bestrq
 from chunkformer.training.distributed import init_distributed, shutdown
 from chunkformer.training.optim import trainable_summary
-from chunkformer.training.trainer import Trainer
+from chunkformer.training.trainer import Preempted, Trainer
+
+PREEMPTED_EXIT = 75  # EX_TEMPFAIL: stopped by a signal with its checkpoint written; resume it
 
 
 def get_parser():
@@ -101,6 +106,29 @@ def build_model(cfg: dict, tokenizer):
     return model
 
 
+# encoder_conf keys of the released schema that choose the training contexts (spec §10) →
+# the trainer's keywords.
+CONTEXT_KEYS = {"dynamic_chunk_sizes": "chunk_sizes",
+                "dynamic_left_context_sizes": "left_context_sizes",
+                "dynamic_right_context_sizes": "right_context_sizes", "streaming": "streaming"}
+
+
+def training_contexts(cfg: dict) -> dict:
+    """The ``train`` section with the contexts a released-schema config names in
+    ``model.encoder_conf`` (``dynamic_*_sizes``, ``streaming``); the same setting given in both
+    places with different values is an error."""
+    train = dict(cfg["train"])
+    enc = (cfg["model"].get("encoder_conf") or {})
+    for key, name in CONTEXT_KEYS.items():
+        if key not in enc:
+            continue
+        if name in train and train[name] != enc[key]:
+            raise ConfigError(f"train.{name} {train[name]} and model.encoder_conf.{key} "
+                              f"{enc[key]} disagree: keep one")
+        train[name] = enc[key]
+    return train
+
+
 def data_source(path, audio_root):
     """A ``shards.list`` is streamed as is; any other list is read into manifest rows."""
     return path if Path(path).name == SHARD_LIST else read_manifest(path, audio_root)
@@ -140,7 +168,8 @@ def main(argv=None):
             for split in ("train", "dev"))
         if train_data is None:
             raise ConfigError("data.train is required")
-        train_conf = check_keys("train", {**cfg["train"], "optim": cfg["optim"]}, Trainer)
+        train_conf = check_keys("train", {**training_contexts(cfg), "optim": cfg["optim"]},
+                                Trainer)
         exp.mkdir(parents=True, exist_ok=True)
         trainer = Trainer(model, tokenizer, train_data, dev_data, exp, env, **train_conf)
     except (ConfigError, FileNotFoundError, ValueError) as e:
@@ -156,9 +185,19 @@ def main(argv=None):
         elif train_conf.get("freeze"):
             logging.info("frozen for the first %d steps: %s", train_conf["freeze_steps"],
                          ", ".join(train_conf["freeze"]))
+        if trainer.untrained:
+            logging.info("not trained by this loss (frozen, weights kept): %d tensors (%s …)",
+                         len(trainer.untrained), trainer.untrained[0])
     if args.resume and not trainer.resume():
         logging.info("--resume: no checkpoint in %s yet, starting fresh", exp)
-    metrics = trainer.fit()
+    try:
+        metrics = trainer.fit()
+    except Preempted as e:
+        trainer.ddp = None
+        shutdown(env)
+        if env.is_main:
+            print(f"preempted: {e}", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT)
     trainer.ddp = None  # its reducer holds the process group, which shutdown tears down
     shutdown(env)
     if env.is_main:

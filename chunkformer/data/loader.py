@@ -36,6 +36,7 @@ mode it does (shards are dealt to workers), so resume a shards run with the same
 import logging
 import math
 import os
+import signal
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from functools import partial
@@ -236,11 +237,20 @@ class ShardData(BatchSource):
             yield collate([], self.stream.build.num_mel_bins)
 
 
+def _ignore_stop_signals(worker_id: int):
+    """DataLoader workers leave SIGTERM / SIGUSR1 to the trainer: a signal sent to the whole
+    process group (as SLURM does before a time limit) must not kill them before the trainer
+    has written its checkpoint; they still end with the trainer."""
+    for s in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(s, signal.SIG_IGN)
+
+
 def _data_loader(cfg: DataConfig, seed: int, dataset, **kwargs) -> torch.utils.data.DataLoader:
     workers = cfg.num_workers
     return torch.utils.data.DataLoader(
         dataset, num_workers=workers, pin_memory=cfg.pin_memory,
         prefetch_factor=cfg.prefetch_factor if workers > 0 else None,
+        worker_init_fn=_ignore_stop_signals if workers > 0 else None,
         # Items draw nothing from global RNGs; this only fixes the workers' base seeds.
         generator=torch.Generator().manual_seed(seed), **kwargs)
 

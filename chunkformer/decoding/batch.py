@@ -63,14 +63,16 @@ def decode_features(model, feats: List[torch.Tensor], chunk_size: Optional[int],
 
 
 def decode_audios(model, audios, chunk_size, left_context_size, right_context_size,
-                  total_batch_duration, mode="ctc_greedy", beam_size=10, sample_rate=None):
+                  total_batch_duration, mode="ctc_greedy", beam_size=10, sample_rate=None,
+                  ctc_weight: float = 0.5, reverse_weight: float = 0.0):
     """Paths or waveforms → transcripts, in masked batches of bounded total duration."""
     check_mode(model, mode)
     feats = [model.features(a, sample_rate) for a in audios]
     results = [None] * len(feats)
     for group in budget_groups([f.size(0) for f in feats], total_batch_duration):
         decoded = decode_features(model, [feats[i] for i in group], chunk_size,
-                                  left_context_size, right_context_size, mode, beam_size)
+                                  left_context_size, right_context_size, mode, beam_size,
+                                  ctc_weight, reverse_weight)
         for i, r in zip(group, decoded):
             results[i] = r
     return results

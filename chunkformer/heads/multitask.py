@@ -102,6 +102,10 @@ class EncoderWithHeads(nn.Module):
                 raise ConfigError(f"heads.{name}.input: {i!r} is not final, weighted or a "
                                   f"block index 0..{encoder.num_blocks - 1}")
 
+    # Which parameters get gradients depends on the heads' inputs (blocks above the highest
+    # one read, the final norm without a "final" reader); DDP must look for them every step.
+    varying_graph = True
+
     @property
     def stat_names(self):
         names = ["loss"] + (["loss_ctc"] if self.ctc is not None else [])

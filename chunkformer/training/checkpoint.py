@@ -15,21 +15,41 @@ import numpy as np
 import torch
 
 
-def rng_state() -> Dict:
-    """Python, NumPy and torch RNG states in types ``torch.load(weights_only=True)`` reads."""
+def rng_state(device: Optional[torch.device] = None) -> Dict:
+    """Python, NumPy, torch CPU (and ``device``'s CUDA) RNG states, as CPU values that
+    ``torch.load(weights_only=True)`` reads."""
     version, internal, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": [version, list(internal), gauss],
-            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-            "torch": torch.get_rng_state()}
+    state = {"python": [version, list(internal), gauss],
+             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+             "torch": torch.get_rng_state()}
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
 
-def set_rng_state(state: Dict):
+def set_rng_state(state: Dict, device: Optional[torch.device] = None):
+    """Restore :func:`rng_state` (the CUDA part on ``device`` when both have one)."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """A 63-bit seed for ``rank`` of a run seeded ``seed``: distinct per rank, reproducible."""
+    hi, lo = np.random.SeedSequence([seed, rank]).generate_state(2, np.uint32)
+    return (int(hi) << 31) ^ int(lo)
+
+
+def seed_everything(seed: int, device: Optional[torch.device] = None):
+    """Seed Python, NumPy and torch (CPU, and ``device`` when it is a GPU)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # seeds every CUDA device too
 
 
 def atomic_save(obj, path: Path):

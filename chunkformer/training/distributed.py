@@ -42,14 +42,25 @@ def init_distributed(device: str = "auto") -> DistEnv:
     return DistEnv(rank, world, local, dev)
 
 
-def all_reduce_sum(values, env: DistEnv):
-    """Sum a list of floats over ranks (identity on one rank)."""
+def all_reduce_sum(values, env: DistEnv, op=None):
+    """Sum (or ``op``: ``dist.ReduceOp.MAX`` …) a list of floats over ranks (identity on one
+    rank)."""
     if not env.distributed:
         return list(values)
     t = torch.tensor(list(values), dtype=torch.float64,
                      device=env.device if env.device.type == "cuda" else "cpu")
-    dist.all_reduce(t)
+    dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
     return t.tolist()
+
+
+def check_in_sync(values, env: DistEnv, what: str):
+    """Raise if ``values`` (floats) are not identical on every rank."""
+    values = list(values)
+    high = all_reduce_sum(values + [-v for v in values], env, op=dist.ReduceOp.MAX)
+    n = len(values)
+    if any(high[i] != -high[n + i] for i in range(n)):
+        raise RuntimeError(f"rank {env.rank}: {what} differ between ranks "
+                           f"(max {high[:n]}, min {[-v for v in high[n:]]})")
 
 
 def gather_to_main(items: list, env: DistEnv) -> list:

@@ -10,8 +10,14 @@ the step when the norm is not finite (counted; ``nan_limit`` skips in a row stop
 checkpoint), optimizer step, scheduler step. Validation decodes the dev set with the same
 function as ``recognize`` and the API (when there is a tokenizer; a model without transcripts
 reports its statistics only), with a fixed random state so its masks are the same every time.
-Checkpoints are atomic and hold every piece of state, so
-a run killed at any moment resumes exactly.
+Checkpoints are atomic and hold every piece of state (each rank's RNGs, CPU and CUDA), so
+a run killed at any moment resumes exactly; SIGTERM or SIGUSR1 (what SLURM sends before a time
+limit) asks for a checkpoint at the next step boundary and a clean stop (:class:`Preempted`).
+
+Under DDP every rank runs the same collectives in the same order whatever its data: a
+micro-batch whose items were all bad still goes through the DDP wrapper (a zero loss on every
+trained parameter), parameters that the configured loss never reaches are frozen
+(``untrained_prefixes``), and the ranks' weights are compared at every checkpoint.
 """
 import json
 import logging
@@ -19,7 +25,10 @@ import math
 import os
 import random
 import resource
+import signal
+import threading
 import time
+import contextlib
 from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
@@ -32,8 +41,10 @@ from chunkformer.data.manifest import display_key
 from chunkformer.data.text import normalize_text
 from chunkformer.decoding.batch import decode_features
 from chunkformer.decoding.metrics import error_counts
-from chunkformer.training.checkpoint import CheckpointDir, rng_state, set_rng_state
-from chunkformer.training.distributed import DistEnv, all_reduce_sum, gather_to_main
+from chunkformer.training.checkpoint import (CheckpointDir, rank_seed, rng_state,
+                                             seed_everything, set_rng_state)
+from chunkformer.training.distributed import (DistEnv, all_reduce_sum, check_in_sync,
+                                              gather_to_main)
 from chunkformer.training.optim import build_optimizer, build_scheduler
 from chunkformer.training.optim import freeze as freeze_parameters
 
@@ -59,12 +70,37 @@ class NonFiniteLoss(RuntimeError):
     """Too many non-finite gradient norms in a row."""
 
 
+class Preempted(RuntimeError):
+    """A stop signal arrived; the checkpoint of the step where training stopped is written."""
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class LossOf(torch.nn.Module):
+    """What DDP wraps: ``model(*batch)``, or for ``None`` (a micro-batch whose items were all
+    bad) a zero loss that reaches every trained parameter, so that this rank still runs DDP's
+    forward (buffer broadcast) and gradient all-reduce in step with the others."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args, **kwargs):
+        if args[0] is None:
+            return {"loss": sum(p.sum() * 0.0 for p in self.model.parameters()
+                                if p.requires_grad)}
+        return self.model(*args, **kwargs)
+
+
 class Trainer:
     """Args (the YAML ``train:`` and ``optim:`` sections, as keywords):
         max_steps: optimizer steps of the whole run (the schedule spans them).
         accum_steps, grad_clip, amp ("none" | "bf16" | "fp16"), seed.
         chunk_sizes, left_context_sizes, right_context_sizes: each step draws C, L, R from
-            these lists (C ≤ 0: full context).
+            these lists (C ≤ 0: full context); the train CLI takes them from the model's
+            ``encoder_conf.dynamic_*_sizes`` when the config names them there.
+        streaming: draw R among the right contexts below C only (``encoder_conf.streaming``).
         val_context: (C, L, R) used to decode the dev set; log_every, val_every, save_every:
             in optimizer steps; keep_last / keep_best checkpoints; nan_limit.
         key_mode: how utterance ids and audio paths appear in ``skipped.tsv`` ("plain",
@@ -79,7 +115,7 @@ class Trainer:
                  max_steps: int, accum_steps: int = 1, grad_clip: float = 5.0,
                  amp: str = "none", seed: int = 0, chunk_sizes: Sequence[int] = (-1,),
                  left_context_sizes: Sequence[int] = (0,),
-                 right_context_sizes: Sequence[int] = (0,),
+                 right_context_sizes: Sequence[int] = (0,), streaming: bool = False,
                  val_context: Sequence[int] = (0, 0, 0), log_every: int = 10,
                  val_every: int = 500, save_every: int = 500, keep_last: int = 5,
                  keep_best: int = 5, nan_limit: int = 10, key_mode: str = "plain",
@@ -93,6 +129,7 @@ class Trainer:
         self.amp = AMP_DTYPES[amp]
         self.seed = seed
         self.contexts = (list(chunk_sizes), list(left_context_sizes), list(right_context_sizes))
+        self.streaming = bool(streaming)
         self.val_context = tuple(val_context)
         self.log_every, self.val_every, self.save_every = log_every, val_every, save_every
         self.nan_limit = nan_limit
@@ -102,23 +139,32 @@ class Trainer:
                              kind=optim.pop("scheduler", "cosine"),
                              min_lr_ratio=optim.pop("min_lr_ratio", 0.0),
                              hold_steps=freeze_steps)
+        self.untrained = freeze_parameters(model, getattr(model, "untrained_prefixes", ()))
         self.frozen = [] if freeze_steps else freeze_parameters(model, freeze)
         self.optimizer = build_optimizer(model, **optim, hold=tuple(freeze) if freeze_steps
                                          else ())
         self.scheduler = build_scheduler(self.optimizer, **self.schedule)
-        self.scaler = torch.amp.GradScaler(enabled=self.amp is torch.float16)
-        self.ddp = DistributedDataParallel(model) if env.distributed else None
+        self.scaler = torch.amp.GradScaler(env.device.type,
+                                           enabled=self.amp is torch.float16)
+        self.loss_of = LossOf(model)
+        self.ddp = DistributedDataParallel(
+            self.loss_of, find_unused_parameters=getattr(model, "varying_graph", False)
+        ) if env.distributed else None
         self.ckpt = CheckpointDir(self.exp_dir, keep_last, keep_best)
         self.step = self.epoch = self.position = self.nan_run = 0
-        self.writer = None
-        if env.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(self.exp_dir / "tensorboard")
-            self.log_file = open(self.exp_dir / "train_log.jsonl", "a", encoding="utf-8")
+        self.stop_signal, self.stop_requested = None, False
+        self.writer = self.log_file = None
+        self.purge_step = None  # after a resume: tensorboard drops the steps redone
+        seed_everything(rank_seed(seed, env.rank), env.device)  # dropout etc. differ by rank
 
     # ---------------------------------------------------------------- the loop
     def fit(self):
-        """Train until ``max_steps``; returns the last validation metrics."""
+        """Train until ``max_steps``; returns the last validation metrics. Raises
+        :class:`Preempted` after a stop signal (checkpoint written)."""
+        with self.stop_signals():
+            return self._fit()
+
+    def _fit(self):
         micro, metrics, t0, seconds = [], {}, time.time(), 0.0
         while self.step < self.max_steps:
             for batch in self.train_data.batches(self.epoch, start=self.position):
@@ -138,25 +184,59 @@ class Trainer:
                     t0, seconds = time.time(), 0.0
                 if self.step % self.val_every == 0 or self.step == self.max_steps:
                     metrics = self.validate()
-                if self.step % self.save_every == 0 or self.step == self.max_steps:
+                saved = self.step % self.save_every == 0 or self.step == self.max_steps
+                if saved:
                     self.save(metrics if self.step % self.val_every == 0
                               or self.step == self.max_steps else None)
+                if self.stop_requested and self.step < self.max_steps:
+                    if not saved:
+                        self.save(None)
+                    name = signal.Signals(self.stop_signal).name if self.stop_signal else \
+                        "another rank's signal"
+                    raise Preempted(f"stopped by {name} at step {self.step}/{self.max_steps}; "
+                                    f"checkpoint {self.ckpt.path(self.step)}; continue with "
+                                    "--resume")
                 if self.step >= self.max_steps:
                     break
             else:  # epoch finished
                 self.epoch, self.position = self.epoch + 1, 0
         return metrics
 
+    @contextlib.contextmanager
+    def stop_signals(self):
+        """While training, SIGTERM / SIGUSR1 only set a flag; the ranks agree on it at the
+        next step boundary (it rides on the step's statistics all-reduce)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request(signum, frame):
+            self.stop_signal = signum
+            logging.warning("rank %d: %s received: checkpoint and stop after this step",
+                            self.env.rank, signal.Signals(signum).name)
+
+        previous = {s: signal.signal(s, request) for s in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
     def context(self) -> tuple:
         """(C, L, R) of this optimizer step: the same on every rank and micro-batch, and a
         function of (seed, step) only, so resume and world size never change it."""
         rng = random.Random(self.seed * 1_000_003 + self.step)
-        chunk, left, right = (rng.choice(xs) for xs in self.contexts)
-        return (0, 0, 0) if chunk <= 0 else (chunk, left, right)
+        chunks, lefts, rights = self.contexts
+        chunk, left, right = rng.choice(chunks), rng.choice(lefts), rng.choice(rights)
+        if chunk <= 0:
+            return (0, 0, 0)
+        if self.streaming and right >= chunk:
+            right = max([r for r in rights if r < chunk], default=0)
+        return (chunk, left, right)
 
     def train_step(self, micro: List) -> Dict:
         self.model.train()
-        net = self.ddp or self.model
+        net = self.ddp or self.loss_of
         ctx = self.context()
         sums = dict.fromkeys(self.model.stat_names, 0.0)
         for i, batch in enumerate(micro):
@@ -164,8 +244,7 @@ class Trainer:
             sync = i == len(micro) - 1 or self.ddp is None
             with (nullcontext() if sync else self.ddp.no_sync()), self.autocast():
                 if batch.feats.size(0) == 0:  # every item was bad: keep ranks in lockstep
-                    loss = sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad)
-                    out = {"loss": loss}
+                    out = net(None)
                 else:
                     b = batch.to(self.env.device)
                     out = net(b.feats, b.feats_lens, b.targets, b.target_lens, *ctx,
@@ -193,8 +272,10 @@ class Trainer:
                                 f"{self.step}; checkpoint saved in {self.ckpt.dir}")
         self.scheduler.step()
         self.step += 1
-        sums = dict(zip(sums, (v / self.env.world_size for v in all_reduce_sum(
-            sums.values(), self.env))))
+        *totals, stops = all_reduce_sum([*sums.values(), float(self.stop_signal is not None)],
+                                        self.env)
+        self.stop_requested = stops > 0
+        sums = dict(zip(sums, (v / self.env.world_size for v in totals)))
         lr = max(g["lr"] / g["lr_scale"] for g in self.optimizer.param_groups)
         return {**sums, "grad_norm": float(norm), "lr": lr, "skipped_steps": int(not finite),
                 "chunk": ctx[0]}
@@ -217,7 +298,8 @@ class Trainer:
         names = self.model.stat_names
         stats = [0.0] * (2 * len(names))  # per statistic: value·n, n
         errors = [0.0] * 4  # word errors, words, char errors, chars
-        with torch.random.fork_rng(devices=[]):
+        cuda = [self.env.device] if self.env.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.seed)
             for batch in self.dev_data.batches(0):
                 if batch.feats.size(0) == 0:
@@ -257,33 +339,71 @@ class Trainer:
         return counts
 
     # ---------------------------------------------------------------- state
-    def state_dict(self) -> Dict:
+    def state_dict(self, rng: List[Dict]) -> Dict:
+        """Everything a resume needs; ``rng``: every rank's RNG states, in rank order."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "rng": rng_state(), "step": self.step, "epoch": self.epoch,
+                "rng": rng, "step": self.step, "epoch": self.epoch,
                 "position": self.position, "nan_run": self.nan_run}
 
     def save(self, metrics: Optional[Dict]):
+        """Checkpoint this step (called by every rank: it gathers their RNG states and checks
+        that their weights agree)."""
         self.write_skipped()
+        rngs = gather_to_main([rng_state(self.env.device)], self.env)
+        with torch.no_grad():
+            params = [p.detach() for p in self.model.parameters()]
+            check_in_sync([float(sum(p.double().sum() for p in params)),
+                           float(sum(p.double().abs().sum() for p in params))], self.env,
+                          f"model weights at step {self.step}")
         if self.env.is_main:
-            self.ckpt.save(self.state_dict(), self.step, metrics)
+            self.ckpt.save(self.state_dict(rngs), self.step, metrics)
 
     def resume(self, path: Optional[Path] = None) -> bool:
-        """Load the latest (or given) checkpoint of this experiment; False if there is none."""
+        """Load the latest (or given) checkpoint of this experiment; False if there is none.
+        The file is read on the CPU (RNG states must stay there); the model and optimizer
+        state go to their parameters' device."""
         path = path or self.ckpt.latest()
         if path is None:
             return False
-        state = torch.load(path, map_location=self.env.device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
+        rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
         self.step, self.epoch = state["step"], state["epoch"]
         self.position, self.nan_run = state["position"], state["nan_run"]
+        if len(rngs) == self.env.world_size:
+            set_rng_state(rngs[self.env.rank], self.env.device)
+        else:
+            logging.warning("checkpoint from %d rank(s), now %d: random states seeded afresh "
+                            "(data order and augmentation stay exact)", len(rngs),
+                            self.env.world_size)
+            seed_everything(rank_seed(self.seed * 1_000_003 + self.step, self.env.rank),
+                            self.env.device)
+        if self.env.is_main:
+            self.forget_logs_after(self.step)
         logging.info("resumed from %s (step %d, epoch %d, batch %d)", path, self.step,
                      self.epoch, self.position)
         return True
+
+    def forget_logs_after(self, step: int):
+        """Drop what the logs hold of steps after ``step`` (a resumed run redoes them): rows of
+        ``train_log.jsonl`` and ``skipped.tsv``, and tensorboard's events (purged on reading,
+        from the next writer's ``purge_step``)."""
+        keep = {"train_log.jsonl": lambda line: json.loads(line)["step"] <= step,
+                # a skipped row carries the step it was drawn for: step N's batch reads N - 1
+                "skipped.tsv": lambda line: int(line.split("\t", 1)[0]) < step}
+        for name, wanted in keep.items():
+            path = self.exp_dir / name
+            if path.exists():
+                lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+                tmp = path.with_name(name + ".tmp")
+                tmp.write_text("".join(x for x in lines if x.strip() and wanted(x)),
+                               encoding="utf-8")
+                os.replace(tmp, path)
+        self.purge_step = step + 1
 
     # ---------------------------------------------------------------- logging
     def write_skipped(self):
@@ -299,6 +419,10 @@ class Trainer:
     def log(self, split: str, stats: Dict):
         if not self.env.is_main:
             return
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(self.exp_dir / "tensorboard", purge_step=self.purge_step)
+            self.log_file = open(self.exp_dir / "train_log.jsonl", "a", encoding="utf-8")
         for k, v in stats.items():
             if isinstance(v, (int, float)) and math.isfinite(v):
                 self.writer.add_scalar(f"{split}/{k}", v, self.step)

@@ -187,3 +187,26 @@ def test_key_mode_keeps_call_ids_out_of_every_file_and_log(ref_model_dir, corpus
     expected = display_key(missing, mode)
     assert [r[0] for r in rows] == [expected] and rows[0][2] == "file not found"
     assert "WER" in printed.out and (out / "errors.tsv").exists()  # refs joined by name
+
+
+def test_rescoring_weights_reach_every_path(ref_model_dir, corpus, tmp_path):
+    """--ctc_weight changes attention rescoring, and the long-form path and the Python API
+    (batch_decode, endless_decode) give the same text as the batch path for the same weight."""
+    root, items = corpus
+    model = ChunkFormerModel.from_pretrained(ref_model_dir)
+    paths = [p for _, p, _ in items]
+    texts = {}
+    for w in (0.0, 100.0):
+        common = ["--model_dir", ref_model_dir, "--data", root / "wav.scp", "--mode",
+                  "attention_rescoring", "--beam_size", 10, "--ctc_weight", w]
+        assert _run([*common, "--output_dir", tmp_path / f"b{w}"]) == 0
+        assert _run([*common, "--output_dir", tmp_path / f"l{w}",
+                     "--long_form_threshold", 0]) == 0
+        batch, long = _text(tmp_path / f"b{w}" / "text"), _text(tmp_path / f"l{w}" / "text")
+        assert batch == long
+        texts[w] = [batch[k] for k, _, _ in items]
+        kw = dict(mode="attention_rescoring", beam_size=10, ctc_weight=w)
+        assert model.batch_decode(paths, **kw) == texts[w]
+        assert [model.endless_decode(p, return_timestamps=False, **kw) for p in paths] == \
+            texts[w]
+    assert texts[0.0] != texts[100.0]  # the weight matters on these random weights

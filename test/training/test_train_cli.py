@@ -53,17 +53,28 @@ def experiment(tmp_path_factory, vi_speech):
     return root
 
 
-def _train(root, exp, *extra, torchrun=False, wait=True):
+def _train(root, exp, *extra, torchrun=False, wait=True, timeout=300, ok=True):
+    """Run the train CLI (2 ranks under torchrun); a run that hangs is killed with its whole
+    process group after ``timeout`` s and fails the test."""
     cmd = [sys.executable, "-m", "chunkformer.bin.train", "--config", str(root / "exp.yaml"),
            "--exp_dir", str(exp), *extra]
     if torchrun:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                "--master_port=29517", "-m", *cmd[2:]]
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
     if not wait:
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        return proc
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"training hung for {timeout} s:\n{out[-2000:]}{err[-3000:]}")
+    r = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    if ok:
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r
 
 
@@ -73,12 +84,40 @@ def _weights(exp):
 
 
 def _train_losses(exp):
-    by_step = {}
-    for line in open(exp / "train_log.jsonl"):
-        row = json.loads(line)
-        if row["split"] == "train":
-            by_step[row["step"]] = row["loss"]  # a resumed run rewrites the steps it redid
-    return by_step
+    """{step: training loss} from train_log.jsonl; every step must appear once (a resumed run
+    drops what it redoes)."""
+    steps = [json.loads(line) for line in open(exp / "train_log.jsonl")]
+    steps = [(row["step"], row["loss"]) for row in steps if row["split"] == "train"]
+    assert len({s for s, _ in steps}) == len(steps), f"steps logged twice: {steps}"
+    return dict(steps)
+
+
+def _tensorboard_steps(exp, tag="train/loss"):
+    """The steps of one scalar as a tensorboard reader sees them (purges applied)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(exp / "tensorboard"))
+    acc.Reload()
+    return [e.step for e in acc.Scalars(tag)]
+
+
+def _wait_for(path, proc, seconds=120):
+    deadline = time.time() + seconds
+    while not path.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+
+
+def _worker_pids(torchrun_pid):
+    """{rank: pid} of torchrun's worker processes."""
+    ranks = {}
+    for task in os.listdir(f"/proc/{torchrun_pid}/task"):
+        for pid in open(f"/proc/{torchrun_pid}/task/{task}/children").read().split():
+            env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+            rank = [e for e in env if e.startswith(b"RANK=")]
+            if rank:
+                ranks[int(rank[0][5:])] = int(pid)
+    return ranks
 
 
 def test_kill9_then_resume_equals_uninterrupted(experiment, tmp_path):
@@ -98,7 +137,52 @@ def test_kill9_then_resume_equals_uninterrupted(experiment, tmp_path):
     _train(experiment, tmp_path / "crash", "--resume")
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "crash")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # each step once in the log and in tensorboard, the redone ones with the same values
     assert _train_losses(tmp_path / "full") == _train_losses(tmp_path / "crash")
+    assert _tensorboard_steps(tmp_path / "crash") == list(range(1, 9))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_stop_signal_checkpoints_then_resume_is_exact(experiment, tmp_path, sig):
+    """SIGTERM / SIGUSR1 (SLURM before a time limit): a checkpoint at the next step boundary,
+    a clean exit with status 75 and a message; --resume then ends where an uninterrupted run
+    does."""
+    longer = ("--override", "train.max_steps=16", "train.val_every=8")
+    _train(experiment, tmp_path / "full", *longer)
+    proc = _train(experiment, tmp_path / "stop", *longer, wait=False)
+    _wait_for(tmp_path / "stop" / "checkpoints" / "step_00000002.pt", proc)
+    os.kill(proc.pid, sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err[-3000:]
+    assert "preempted: stopped by " + sig.name in err and "Traceback" not in err
+    stopped_at = json.loads(open(tmp_path / "stop" / "train_log.jsonl").readlines()[-1])["step"]
+    assert 2 <= stopped_at < 16
+    assert (tmp_path / "stop" / "checkpoints" / f"step_{stopped_at:08d}.pt").exists()
+    _train(experiment, tmp_path / "stop", *longer, "--resume")
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "stop")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _train_losses(tmp_path / "full") == _train_losses(tmp_path / "stop")
+
+
+def test_two_ranks_stop_together_and_resume_their_own_random_states(experiment, tmp_path):
+    """With dropout, 2 ranks: SIGTERM to rank 1 alone stops both at the same step with one
+    checkpoint holding each rank's (different) random state; the resumed run ends with the
+    weights of an uninterrupted one."""
+    longer = ("--override", "train.max_steps=16", "train.val_every=8",
+              "model.encoder_conf.dropout_rate=0.2", "data.max_frames_in_batch=300")
+    _train(experiment, tmp_path / "full", *longer, torchrun=True)
+    proc = _train(experiment, tmp_path / "stop", *longer, torchrun=True, wait=False)
+    _wait_for(tmp_path / "stop" / "checkpoints" / "step_00000002.pt", proc)
+    os.kill(_worker_pids(proc.pid)[1], signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert "preempted: stopped by another rank's signal" in err, err[-3000:]
+    latest = (tmp_path / "stop" / "checkpoints" / "latest").read_text().strip()
+    state = torch.load(tmp_path / "stop" / "checkpoints" / latest, weights_only=True)
+    assert state["step"] < 16 and len(state["rng"]) == 2
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
+    _train(experiment, tmp_path / "stop", *longer, "--resume", torchrun=True)
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "stop")
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_two_process_gloo_equals_accumulation(experiment, tmp_path):
@@ -182,3 +266,66 @@ def test_bad_rows_skipped_with_hidden_ids_while_two_ranks_train_on(experiment, t
         tmp_path / "exp" / "train_log.jsonl").read_text() + r.stdout + r.stderr
     assert not [k for k in bad if k.split("_")[1] in written]  # no phone number leaks
     assert (tmp_path / "exp" / "checkpoints" / "step_00000012.pt").exists()
+
+
+def test_a_rank_whose_batch_is_all_bad_keeps_step_with_the_other(experiment, tmp_path):
+    """One utterance per batch, half of them missing files: at some steps one rank has
+    nothing to train on while the other has a good batch. Training goes on, the ranks' weights
+    stay identical (checked at every checkpoint), and the missing rows are in skipped.tsv."""
+    good = [json.loads(line) for line in open(experiment / "data.list")]
+    missing = [dict(r, key=f"gone-{r['key']}", wav=str(tmp_path / f"gone{i}.wav"))
+               for i, r in enumerate(good)]
+    (tmp_path / "train.list").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                                 for r in good + missing))
+    _train(experiment, tmp_path / "exp", "--override", f"data.train={tmp_path}/train.list",
+           "data.max_frames_in_batch=300", "train.max_steps=12", "train.save_every=1",
+           torchrun=True, timeout=240)
+    rows = [line.split("\t") for line in open(tmp_path / "exp" / "skipped.tsv")]
+    assert {key for _, key, _, _ in rows} <= {r["key"] for r in missing} and rows
+    per_step = {}
+    for step, *_ in rows:
+        per_step[step] = per_step.get(step, 0) + 1
+    assert 1 in per_step.values()  # a step where exactly one rank had only bad items
+    assert (tmp_path / "exp" / "checkpoints" / "step_00000012.pt").exists()
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model.model_conf.ctc_weight=1.0"],
+    ["model.decoder=bitransformer", "model.decoder_conf.r_num_blocks=1",
+     "model.model_conf.reverse_weight=0.0"],
+], ids=["ctc_weight_1_with_decoder", "bitransformer_reverse_weight_0"])
+def test_two_ranks_train_when_the_loss_leaves_a_decoder_unused(experiment, tmp_path,
+                                                              overrides):
+    _train(experiment, tmp_path / "exp", "--override", *overrides, "train.max_steps=4",
+           torchrun=True, timeout=240)
+    final = _weights(tmp_path / "exp")
+    first = torch.load(tmp_path / "exp" / "checkpoints" / "step_00000002.pt",
+                       weights_only=True)["model"]
+    unused = "decoder." if "ctc_weight" in overrides[0] else "decoder.right_decoder."
+    assert all(torch.equal(first[k], final[k]) for k in final if k.startswith(unused))
+    moved = [k for k in final if k.startswith("encoder.") and not torch.equal(first[k], final[k])]
+    assert moved
+
+
+def test_two_ranks_train_heads_whose_labels_are_missing_from_a_batch(experiment, tmp_path):
+    """A multitask model (two classifier heads, one reading block 0 only) on a list where half
+    the utterances lack one head's label: some batches carry no label for it."""
+    rows = [json.loads(line) for line in open(experiment / "data.list")]
+    for i, r in enumerate(rows):
+        r["intent"] = "ask" if i % 2 else "tell"
+        if i % 4 < 2:
+            r["mood"] = "calm" if i % 3 else "angry"
+    (tmp_path / "heads.list").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                                 for r in rows))
+    cfg = yaml.safe_load((experiment / "exp.yaml").read_text())
+    cfg["model"] = {"model": "multitask", "encoder": "chunkformer", "input_dim": 80,
+                    "encoder_conf": cfg["model"]["encoder_conf"],
+                    "heads": {"intent": {"type": "classifier", "pooling": "mean", "input": 0},
+                              "mood": {"type": "classifier", "pooling": "attentive"}}}
+    cfg["tokenizer"] = {}
+    cfg["data"].update(train=str(tmp_path / "heads.list"), dev=str(tmp_path / "heads.list"),
+                       max_frames_in_batch=300)
+    cfg["train"].update(max_steps=6)
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    _train(tmp_path, tmp_path / "exp", torchrun=True, timeout=240)
+    assert (tmp_path / "exp" / "checkpoints" / "step_00000006.pt").exists()

@@ -91,6 +91,29 @@ def test_resume_is_exact(tmp_path):
     assert tail == [r["loss"] for r in _log(tmp_path / "part") if r["step"] > 3]
 
 
+def test_resume_on_an_accelerator_reads_the_checkpoint_on_the_cpu(tmp_path):
+    """On a GPU run ``env.device`` is cuda; the checkpoint's RNG states must still be read on
+    the CPU (``torch.set_rng_state`` takes CPU bytes). The meta device stands in for cuda:
+    anything loaded onto it instead of the CPU fails the resume."""
+    tr = make_trainer(tmp_path, max_steps=2, save_every=2)
+    tr.fit()
+    again = make_trainer(tmp_path, max_steps=2)
+    again.env = DistEnv(device=torch.device("meta"))
+    assert again.resume() and again.step == 2
+
+
+def test_ranks_draw_different_random_numbers(tmp_path):
+    """Dropout masks (the global torch RNG) differ by rank, reproducibly from (seed, rank)."""
+    draws = {}
+    for rank in (0, 1, 0):
+        make_trainer(tmp_path / f"r{rank}", max_steps=1)  # seeds this process as rank 0
+        if rank:
+            Trainer(tiny_model(), None, FakeData(), None, tmp_path / "r1b",
+                    DistEnv(rank=rank), max_steps=1, seed=1)
+        draws.setdefault(rank, []).append(torch.rand(4))
+    assert torch.equal(draws[0][0], draws[0][1]) and not torch.equal(draws[0][0], draws[1][0])
+
+
 def test_freezing_really_freezes(tmp_path):
     tr = make_trainer(tmp_path, max_steps=2)
     before = {k: v.clone() for k, v in tr.model.state_dict().items()}
@@ -182,3 +205,21 @@ def test_a_step_is_one_masked_batch_without_anomaly_detection(tmp_path):
         trainer.train_step([FakeBatch(b.feats[:n], b.feats_lens[:n], b.targets[:n],
                                       b.target_lens[:n])])
         assert seen == [False, False], (n, seen)
+
+
+def test_contexts_from_the_released_schema_and_streaming(tmp_path):
+    from chunkformer.bin.train import training_contexts
+    from chunkformer.config import ConfigError
+
+    enc = {"dynamic_chunk_sizes": [-1, 8, 16], "dynamic_left_context_sizes": [8],
+           "dynamic_right_context_sizes": [4, 8, 16], "streaming": True}
+    train = training_contexts({"model": {"encoder_conf": enc}, "train": {"max_steps": 3}})
+    assert train["chunk_sizes"] == [-1, 8, 16] and train["streaming"] is True
+    tr = make_trainer(tmp_path, **{k: v for k, v in train.items() if k != "max_steps"})
+    drawn = set()
+    for tr.step in range(200):
+        drawn.add(tr.context())
+    assert all(r < c for c, _, r in drawn if c > 0) and (0, 0, 0) in drawn
+    assert {c for c, _, _ in drawn} == {0, 8, 16}
+    with pytest.raises(ConfigError, match="disagree"):
+        training_contexts({"model": {"encoder_conf": enc}, "train": {"chunk_sizes": [-1]}})
