@@ -38,7 +38,7 @@ from chunkformer.heads.multitask import (build_heads_model, collect_classes, is_
 from chunkformer.ssl.bestrq import BestRQModel, is_bestrq
 from chunkformer.training.distributed import init_distributed, shutdown
 from chunkformer.training.optim import trainable_summary
-from chunkformer.training.trainer import Preempted, Trainer
+from chunkformer.training.trainer import DataError, Preempted, Trainer
 
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: stopped by a signal with its checkpoint written; resume it
 
@@ -192,12 +192,13 @@ def main(argv=None):
         logging.info("--resume: no checkpoint in %s yet, starting fresh", exp)
     try:
         metrics = trainer.fit()
-    except Preempted as e:
+    except (Preempted, DataError) as e:
         trainer.ddp = None
         shutdown(env)
+        preempted = isinstance(e, Preempted)
         if env.is_main:
-            print(f"preempted: {e}", file=sys.stderr)
-        sys.exit(PREEMPTED_EXIT)
+            print(f"{'preempted' if preempted else 'error'}: {e}", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT if preempted else 1)
     trainer.ddp = None  # its reducer holds the process group, which shutdown tears down
     shutdown(env)
     if env.is_main:

@@ -37,6 +37,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from chunkformer.data.dataset import SKIP_KINDS
 from chunkformer.data.manifest import display_key
 from chunkformer.data.text import normalize_text
 from chunkformer.decoding.batch import decode_features
@@ -68,6 +69,33 @@ def _labels(batch) -> Dict:
 
 class NonFiniteLoss(RuntimeError):
     """Too many non-finite gradient norms in a row."""
+
+
+class DataError(RuntimeError):
+    """The data left nothing (or too little) to train or validate on."""
+
+
+# What to look at first, per kind of skipped row.
+SKIP_HINTS = {
+    "unknown characters": "`python -m chunkformer.bin.build_vocab --kind released --model_dir "
+                          "<model folder> --data <list> --output_dir <dir>` lists what the "
+                          "vocabulary cannot encode",
+    "unreadable audio": "check the audio paths (data.audio_root) and files",
+    "missing features": "recompute the feats.scp with compute_fbank",
+    "transcript too long": "check that transcripts belong to their audio",
+}
+FIRST_BATCHES = 3  # an epoch whose first batches are all bad stops here
+
+
+def skip_summary(counts: Sequence[float]) -> str:
+    """Per-kind counts (SKIP_KINDS order) → ``unknown characters 50, too short 2``."""
+    ranked = sorted(((int(n), kind) for n, kind in zip(counts, SKIP_KINDS) if n), reverse=True)
+    return ", ".join(f"{kind} {n}" for n, kind in ranked)
+
+
+def skip_hints(counts: Sequence[float]) -> str:
+    return "".join(f"; {SKIP_HINTS[kind]}" for n, kind in zip(counts, SKIP_KINDS)
+                   if n and kind in SKIP_HINTS)
 
 
 class Preempted(RuntimeError):
@@ -105,6 +133,9 @@ class Trainer:
             in optimizer steps; keep_last / keep_best checkpoints; nan_limit.
         key_mode: how utterance ids and audio paths appear in ``skipped.tsv`` ("plain",
             "hash" or "omit": call ids may carry phone numbers).
+        max_skipped_fraction: training stops (:class:`DataError`, naming the main reasons)
+            when more than this share of an epoch's items were skipped (judged from 100
+            items on, and at the epoch's end), or when its first batches were all bad.
         freeze: parameter-name prefixes that do not train: for the whole run
             (``freeze_steps`` 0: left out of the optimizer), or for the first ``freeze_steps``
             steps only (learning rate 0 until then, e.g. a pretrained encoder under a new head).
@@ -119,6 +150,7 @@ class Trainer:
                  val_context: Sequence[int] = (0, 0, 0), log_every: int = 10,
                  val_every: int = 500, save_every: int = 500, keep_last: int = 5,
                  keep_best: int = 5, nan_limit: int = 10, key_mode: str = "plain",
+                 max_skipped_fraction: float = 0.5,
                  freeze: Sequence[str] = (), freeze_steps: int = 0,
                  optim: Optional[Dict] = None):
         optim = dict(optim or {})
@@ -135,6 +167,8 @@ class Trainer:
         self.nan_limit = nan_limit
         display_key("", key_mode)  # an unknown mode fails here, not at the first bad row
         self.key_mode, self.skipped = key_mode, []  # rows this rank left out, not yet written
+        self.max_skipped_fraction = max_skipped_fraction
+        self.epoch_items = [0.0] * (1 + len(SKIP_KINDS))  # all ranks: items, skipped by kind
         self.schedule = dict(warmup_steps=optim.pop("warmup_steps", 0), max_steps=max_steps,
                              kind=optim.pop("scheduler", "cosine"),
                              min_lr_ratio=optim.pop("min_lr_ratio", 0.0),
@@ -175,9 +209,14 @@ class Trainer:
                 stats = self.train_step(micro)
                 seconds += sum(b.audio_seconds for b in micro)
                 micro = []
+                self.check_skipped(epoch_end=False)
                 if self.step % self.log_every == 0 or self.step == self.max_steps:
                     stats["audio_sec_per_sec"] = all_reduce_sum([seconds], self.env)[0] / max(
                         1e-9, time.time() - t0)
+                    if stats["audio_sec_per_sec"] == 0:
+                        logging.warning("step %d: no audio trained on since the last log (every "
+                                        "item skipped?): see %s", self.step,
+                                        self.exp_dir / "skipped.tsv")
                     stats["rss_mib"] = resident_mib()
                     self.log("train", stats)
                     self.write_skipped()
@@ -199,7 +238,9 @@ class Trainer:
                 if self.step >= self.max_steps:
                     break
             else:  # epoch finished
+                self.check_skipped(epoch_end=True)
                 self.epoch, self.position = self.epoch + 1, 0
+                self.epoch_items = [0.0] * len(self.epoch_items)
         return metrics
 
     @contextlib.contextmanager
@@ -222,6 +263,23 @@ class Trainer:
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
+    def check_skipped(self, epoch_end: bool):
+        """Stop when the data leaves too little to train on (same decision on every rank: the
+        counts are summed over ranks with each step's statistics)."""
+        seen, kinds = self.epoch_items[0], self.epoch_items[1:]
+        skipped = sum(kinds)
+        if not seen:
+            return
+        all_bad = skipped == seen and self.position >= FIRST_BATCHES * self.accum_steps
+        too_many = (epoch_end or seen >= 100) and skipped > self.max_skipped_fraction * seen
+        if not (all_bad or too_many):
+            return
+        self.write_skipped()
+        raise DataError(f"training data: {int(skipped)} of {int(seen)} items of epoch "
+                        f"{self.epoch} skipped so far (train.max_skipped_fraction "
+                        f"{self.max_skipped_fraction}): {skip_summary(kinds)}. Rows and "
+                        f"reasons: {self.exp_dir / 'skipped.tsv'}{skip_hints(kinds)}")
+
     def context(self) -> tuple:
         """(C, L, R) of this optimizer step: the same on every rank and micro-batch, and a
         function of (seed, step) only, so resume and world size never change it."""
@@ -239,8 +297,12 @@ class Trainer:
         net = self.ddp or self.loss_of
         ctx = self.context()
         sums = dict.fromkeys(self.model.stat_names, 0.0)
+        items = [0.0] * len(self.epoch_items)
         for i, batch in enumerate(micro):
             self.skipped += [(self.step, s) for s in batch.skipped]
+            items[0] += batch.feats.size(0) + len(batch.skipped)
+            for s in batch.skipped:
+                items[1 + SKIP_KINDS.index(s.kind)] += 1
             sync = i == len(micro) - 1 or self.ddp is None
             with (nullcontext() if sync else self.ddp.no_sync()), self.autocast():
                 if batch.feats.size(0) == 0:  # every item was bad: keep ranks in lockstep
@@ -272,9 +334,11 @@ class Trainer:
                                 f"{self.step}; checkpoint saved in {self.ckpt.dir}")
         self.scheduler.step()
         self.step += 1
-        *totals, stops = all_reduce_sum([*sums.values(), float(self.stop_signal is not None)],
-                                        self.env)
-        self.stop_requested = stops > 0
+        totals = all_reduce_sum([*sums.values(), float(self.stop_signal is not None), *items],
+                                self.env)
+        self.stop_requested = totals[len(sums)] > 0
+        self.epoch_items = [a + b for a, b in zip(self.epoch_items, totals[len(sums) + 1:])]
+        totals = totals[:len(sums)]
         sums = dict(zip(sums, (v / self.env.world_size for v in totals)))
         lr = max(g["lr"] / g["lr_scale"] for g in self.optimizer.param_groups)
         return {**sums, "grad_norm": float(norm), "lr": lr, "skipped_steps": int(not finite),
@@ -298,10 +362,13 @@ class Trainer:
         names = self.model.stat_names
         stats = [0.0] * (2 * len(names))  # per statistic: value·n, n
         errors = [0.0] * 4  # word errors, words, char errors, chars
+        kinds = [0.0] * len(SKIP_KINDS)  # dev items skipped, by kind
         cuda = [self.env.device] if self.env.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.seed)
             for batch in self.dev_data.batches(0):
+                for s in batch.skipped:
+                    kinds[SKIP_KINDS.index(s.kind)] += 1
                 if batch.feats.size(0) == 0:
                     continue
                 b = batch.to(self.env.device)
@@ -315,11 +382,16 @@ class Trainer:
                         stats[2 * i + 1] += n
                 if self.tokenizer is not None:
                     errors = [a + x for a, x in zip(errors, self.error_counts(b))]
-        totals = all_reduce_sum(stats + errors, self.env)
+        totals = all_reduce_sum(stats + errors + kinds, self.env)
+        kinds = totals[len(stats) + len(errors):]
+        if totals[1] == 0:  # stat_names[0] is "loss", always there
+            raise DataError(f"dev data: no utterance could be used ({int(sum(kinds))} skipped"
+                            f"{': ' + skip_summary(kinds) if sum(kinds) else ''}), so there is "
+                            f"nothing to validate on{skip_hints(kinds)}")
         metrics = {name: totals[2 * i] / totals[2 * i + 1] for i, name in enumerate(names)
                    if totals[2 * i + 1] > 0}
         if self.tokenizer is not None:
-            we, wn, ce, cn = totals[-4:]
+            we, wn, ce, cn = totals[len(stats):len(stats) + 4]
             metrics.update(wer=100.0 * we / max(wn, 1), cer=100.0 * ce / max(cn, 1))
         metrics["utterances"] = int(totals[1])  # stat_names[0] is "loss", always there
         self.log("dev", metrics)
@@ -344,7 +416,8 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "rng": rng, "step": self.step, "epoch": self.epoch,
-                "position": self.position, "nan_run": self.nan_run}
+                "position": self.position, "nan_run": self.nan_run,
+                "epoch_items": self.epoch_items}
 
     def save(self, metrics: Optional[Dict]):
         """Checkpoint this step (called by every rank: it gathers their RNG states and checks
@@ -374,6 +447,7 @@ class Trainer:
         rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
         self.step, self.epoch = state["step"], state["epoch"]
         self.position, self.nan_run = state["position"], state["nan_run"]
+        self.epoch_items = list(state.get("epoch_items", self.epoch_items))
         if len(rngs) == self.env.world_size:
             set_rng_state(rngs[self.env.rank], self.env.device)
         else:

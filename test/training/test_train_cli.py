@@ -329,3 +329,28 @@ def test_two_ranks_train_heads_whose_labels_are_missing_from_a_batch(experiment,
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
     _train(tmp_path, tmp_path / "exp", torchrun=True, timeout=240)
     assert (tmp_path / "exp" / "checkpoints" / "step_00000006.pt").exists()
+
+
+def test_a_vocabulary_that_encodes_nothing_stops_training_with_the_reasons(experiment,
+                                                                         tmp_path):
+    """Every transcript has characters the units cannot encode: an error that names the
+    reason with its count and the tool that explains it, never a 'done' with loss 0."""
+    (tmp_path / "units.txt").write_text("<blank> 0\n<unk> 1\n▁zz 2\n<sos/eos> 3\n")
+    r = _train(experiment, tmp_path / "exp", "--override", f"tokenizer.path={tmp_path}/units.txt",
+               ok=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: training data: ") and "unknown characters" in line
+    assert "build_vocab --kind released" in line and "done" not in r.stdout
+
+
+def test_a_dev_set_with_no_usable_utterance_is_an_error(experiment, tmp_path):
+    rows = [json.loads(line) for line in open(experiment / "data.list")]
+    (tmp_path / "dev.list").write_text("".join(
+        json.dumps(dict(r, wav=str(tmp_path / "missing.wav")), ensure_ascii=False) + "\n"
+        for r in rows[:4]))
+    r = _train(experiment, tmp_path / "exp", "--override", f"data.dev={tmp_path}/dev.list",
+               ok=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert "error: dev data: no utterance could be used (4 skipped: unreadable audio 4)" \
+        in r.stderr

@@ -223,3 +223,22 @@ def test_contexts_from_the_released_schema_and_streaming(tmp_path):
     assert {c for c, _, _ in drawn} == {0, 8, 16}
     with pytest.raises(ConfigError, match="disagree"):
         training_contexts({"model": {"encoder_conf": enc}, "train": {"chunk_sizes": [-1]}})
+
+
+def test_mostly_skipped_data_stops_and_zero_throughput_warns(tmp_path, caplog):
+    from chunkformer.data.dataset import Skipped
+    from chunkformer.training.trainer import DataError
+
+    data = FakeData()
+    for i, b in enumerate(data.items):  # 4 of every 7 items skipped: over half
+        b.skipped = [Skipped(f"u{i}-{j}", "too short: 9 frames") for j in range(4)]
+    with pytest.raises(DataError, match=r"24 of 42 items of epoch 0 .*: too short 24\."):
+        make_trainer(tmp_path / "a", data=data, max_steps=20, max_skipped_fraction=0.5).fit()
+    # a share below the limit trains on (6 epochs of 6 batches)
+    make_trainer(tmp_path / "b", data=data, max_steps=20, max_skipped_fraction=0.6).fit()
+    empty = FakeData()
+    for b in empty.items:
+        b.audio_seconds = 0.0
+    with caplog.at_level("WARNING"):
+        make_trainer(tmp_path / "c", data=empty, max_steps=2).fit()
+    assert "no audio trained on since the last log" in caplog.text
