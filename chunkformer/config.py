@@ -6,8 +6,9 @@ reported, never silently dropped, and values our model cannot honour are refused
 named. The pre-pip schema's type names are mapped to the current ones.
 """
 import copy
+import difflib
 import inspect
-from typing import Dict, List, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 import yaml
 
@@ -132,13 +133,27 @@ def load_experiment(path, overrides=()) -> dict:
     return apply_overrides(cfg, overrides)
 
 
-def check_keys(section: str, conf: dict, fn) -> dict:
-    """Refuse keys of ``conf`` that ``fn`` does not take as keywords (naming them)."""
+def check_keys(section: str, conf: dict, fn, extra: Iterable[str] = (),
+               skip: Iterable[str] = ()) -> dict:
+    """Refuse keys of ``conf`` that ``fn`` does not take as keywords (``extra`` names more that
+    are read elsewhere, ``skip`` parameters that are not config keys)."""
     params = inspect.signature(fn).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return conf
-    unknown = sorted(set(conf) - set(params))
-    if unknown:
-        raise ConfigError(f"unknown key(s) in {section}: {', '.join(unknown)} "
-                          f"(known: {', '.join(sorted(k for k in params if k != 'self'))})")
+    refuse_unknown(section, conf, (set(params) - {"self", *skip}) | set(extra))
     return conf
+
+
+def refuse_unknown(section: str, conf: dict, known: Iterable[str]):
+    """ConfigError for the keys of ``conf`` not in ``known``, each with the nearest known key
+    (``optim.lrr is not a known key: did you mean optim.lr?``)."""
+    known = sorted(known)
+    unknown = sorted(set(conf) - set(known))
+    if not unknown:
+        return
+    parts = []
+    for key in unknown:
+        near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        parts.append(f"{section}.{key} is not a known key"
+                     + (f": did you mean {section}.{near[0]}?" if near else ""))
+    raise ConfigError("; ".join(parts) + f" (known in {section}: {', '.join(known)})")

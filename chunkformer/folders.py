@@ -6,12 +6,16 @@ from pathlib import Path
 from chunkformer.config import load_yaml
 from chunkformer.heads.multitask import is_multitask, load_heads_folder
 from chunkformer.model import ChunkFormerModel
+from chunkformer.pretrained import resolve_model_dir
 from chunkformer.ssl.bestrq import BestRQModel, is_bestrq
 
 
 def load_model_folder(folder, device="cpu"):
     """→ ChunkFormerModel, BestRQModel or EncoderWithHeads (eval mode); strict loads."""
-    cfg = load_yaml(Path(folder) / "config.yaml")
+    folder = resolve_model_dir(folder)
+    if not (folder / "config.yaml").is_file():
+        raise FileNotFoundError(f"{folder}: not a model folder (no config.yaml)")
+    cfg = load_yaml(folder / "config.yaml")
     if is_multitask(cfg):
         return load_heads_folder(folder, device)
     if is_bestrq(cfg):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from chunkformer.bin.common import tool_main
 from chunkformer.folders import load_model_folder
 from chunkformer.heads.adapters import save_trainable
 from chunkformer.heads.multitask import ADAPTER_FILE
@@ -23,6 +24,7 @@ from chunkformer.pretrained import WEIGHT_FILES
 from chunkformer.training.checkpoint import CheckpointDir, average_state_dicts
 
 
+@tool_main
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--exp_dir", required=True)
@@ -32,6 +34,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     exp = Path(args.exp_dir)
+    if not (exp / "checkpoints").is_dir():
+        sys.exit(f"error: {exp}: no checkpoints folder (is it a train --exp_dir?)")
     ckpt = CheckpointDir(exp)
     steps = ckpt.best(args.num) if args.mode == "best" else ckpt.steps()[-args.num:]
     if args.mode == "best" and not steps:

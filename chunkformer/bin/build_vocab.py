@@ -16,6 +16,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
+from chunkformer.bin.common import tool_main, user_error_message
 from chunkformer.data.manifest import ManifestError, read_manifest
 from chunkformer.data.tokenizer import (
     BpeTokenizer, CharTokenizer, Coverage, load_tokenizer, measure_coverage)
@@ -59,6 +60,7 @@ def write_oov(path: Path, coverage: Coverage) -> None:
             f.write(f"{c}\tU+{ord(c):04X}\t{char_name(c)}\t{n}\n")
 
 
+@tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
     try:
@@ -71,7 +73,7 @@ def main(argv=None):
     try:
         tokenizer = build(args.kind, texts, args.vocab_size, args.model_dir)
     except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {user_error_message(e)}")
     out = Path(args.output_dir)
     tokenizer.save(out)
     coverage = measure_coverage(tokenizer, texts)

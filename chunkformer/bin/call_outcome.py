@@ -24,7 +24,7 @@ import numpy as np
 
 from chunkformer.analytics.turn_outcome import (NO_ROLE, Turn, TurnOutcome, call_features,
                                                 describe, feature_names, group_turns)
-from chunkformer.bin.common import read_rows_or_exit
+from chunkformer.bin.common import read_rows_or_exit, tool_main, user_error_message
 from chunkformer.data.dataset import row_label
 from chunkformer.heads.metrics import (classification_report, confusion_matrix,
                                        save_confusion_png)
@@ -133,7 +133,7 @@ def predict(args):
     try:
         model = TurnOutcome.load(args.model)
     except (ValueError, OSError) as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {user_error_message(e)}")
     calls = load_calls(args)
     labels = read_labels(args) if args.calls else {}
     out = Path(args.output_dir)
@@ -169,6 +169,7 @@ def predict(args):
         print(f"outcome: {shown}")
 
 
+@tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
     fit(args) if args.command == "fit" else predict(args)

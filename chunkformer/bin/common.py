@@ -1,7 +1,8 @@
-"""What the command-line tools share: reading a list (or stopping with its one-line error) and
-the option that hashes or omits utterance ids in logs and reports (call ids may carry phone
-numbers)."""
+"""What the command-line tools share: one-line errors for user mistakes (:func:`tool_main`),
+reading a list (or stopping with its one-line error) and the option that hashes or omits
+utterance ids in logs and reports (call ids may carry phone numbers)."""
 import argparse
+import functools
 import multiprocessing
 import sys
 from contextlib import nullcontext
@@ -9,7 +10,32 @@ from typing import List, Optional
 
 import torch
 
+from chunkformer.config import ConfigError
+from chunkformer.data.audio import AudioError
 from chunkformer.data.manifest import KEY_MODES, ManifestError, Utterance, read_manifest
+
+# What a user's input can raise: a bad config value, list line or audio file, a missing or
+# unreadable path. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ConfigError, ManifestError, AudioError, OSError)
+
+
+def user_error_message(e: BaseException) -> str:
+    """One line: ``<path>: <what is wrong>`` for OS errors, the exception's own text else."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def tool_main(main):
+    """Decorate a tool's ``main(argv)``: a user mistake ends it with ``error: <message>`` and
+    exit status 1, without a traceback."""
+    @functools.wraps(main)
+    def run(argv=None):
+        try:
+            return main(argv)
+        except USER_ERRORS as e:
+            sys.exit(f"error: {user_error_message(e)}")
+    return run
 
 
 def read_rows_or_exit(data, audio_root: Optional[str] = None) -> List[Utterance]:

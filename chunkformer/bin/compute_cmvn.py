@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from chunkformer.data.audio import AudioError, load_audio
 from chunkformer.data.features import compute_fbank
-from chunkformer.bin.common import read_rows_or_exit, worker_pool
+from chunkformer.bin.common import read_rows_or_exit, tool_main, worker_pool
 from chunkformer.data.manifest import Utterance
 from chunkformer.data.skips import SkipLog
 from chunkformer.encoder.cmvn import write_cmvn
@@ -107,6 +107,7 @@ def subsample(rows: List[Utterance], max_utts: int, seed: int) -> List[Utterance
     return [rows[i] for i in picked]
 
 
+@tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
     rows = read_rows_or_exit(args.data, args.audio_root)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from chunkformer.bin.common import add_key_mode_option, read_rows_or_exit, worker_pool
+from chunkformer.bin.common import (add_key_mode_option, read_rows_or_exit, tool_main,
+                                     worker_pool)
 from chunkformer.data.dataset import write_feats_scp
 from chunkformer.data.skips import SkipLog
 
@@ -69,6 +70,7 @@ def compute_fbank_scp(rows, output_dir, num_mel_bins: int = 80, num_workers: int
     return scp, skips
 
 
+@tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
     rows = read_rows_or_exit(args.data, args.audio_root)

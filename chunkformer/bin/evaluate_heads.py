@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from chunkformer.bin.common import read_rows_or_exit
+from chunkformer.bin.common import read_rows_or_exit, tool_main
 from chunkformer.data.audio import AudioError
 from chunkformer.data.dataset import row_label
 from chunkformer.folders import load_task_model_or_exit
@@ -90,6 +90,7 @@ def read_trials(path):
     return trials
 
 
+@tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
     rows = read_rows_or_exit(args.data)

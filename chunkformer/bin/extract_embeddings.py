@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from chunkformer.bin.common import read_rows_or_exit
+from chunkformer.bin.common import read_rows_or_exit, tool_main
 from chunkformer.data.audio import AudioError, FbankStream, load_audio
 from chunkformer.decoding.endless import encode_long
 from chunkformer.folders import load_model_folder
@@ -100,6 +100,7 @@ def file_name(key: str) -> str:
     return quote(key, safe="-_.")
 
 
+@tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

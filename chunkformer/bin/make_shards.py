@@ -15,7 +15,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from chunkformer.bin.common import add_key_mode_option, read_rows_or_exit
+from chunkformer.bin.common import add_key_mode_option, read_rows_or_exit, tool_main
 from chunkformer.data.shards import SHARD_LIST, write_shards
 from chunkformer.data.skips import SkipLog
 
@@ -34,6 +34,7 @@ def get_parser():
     return p
 
 
+@tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
     rows = read_rows_or_exit(args.data, args.audio_root)

@@ -17,7 +17,7 @@ from collections import defaultdict
 
 from chunkformer.analytics.prelabel import prelabel, read_pooled, write_csv
 from chunkformer.analytics.rules import RuleError, RuleSet
-from chunkformer.bin.common import read_rows_or_exit
+from chunkformer.bin.common import read_rows_or_exit, tool_main, user_error_message
 from chunkformer.data.dataset import row_label
 from chunkformer.data.manifest import ManifestError, read_text
 
@@ -52,6 +52,7 @@ def read_predictions(path):
     return heads
 
 
+@tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
     try:
@@ -59,7 +60,7 @@ def main(argv=None):
         rules = RuleSet.load(args.rules) if args.rules else RuleSet([])
         transcripts = read_text(args.transcripts) if args.transcripts else None
     except (ValueError, FileNotFoundError, ManifestError) as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {user_error_message(e)}")
     labeled = None
     if args.labeled:
         labeled = {r.key: str(row_label(r, args.label_field))

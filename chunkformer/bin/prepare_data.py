@@ -22,7 +22,7 @@ from typing import Optional, Tuple
 from tqdm import tqdm
 
 from chunkformer.data.audio import AudioError, audio_duration
-from chunkformer.bin.common import add_key_mode_option, read_rows_or_exit
+from chunkformer.bin.common import add_key_mode_option, read_rows_or_exit, tool_main
 from chunkformer.data.manifest import Utterance, write_manifest
 from chunkformer.data.skips import SkipLog
 from chunkformer.data.text import normalize_text
@@ -70,6 +70,7 @@ def prepare_row(row: Utterance, require_text: bool) -> Tuple[Optional[Utterance]
     return dataclasses.replace(row, text=text, end=end, duration=duration, labels=labels), ""
 
 
+@tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
     rows = read_rows_or_exit(args.data, args.audio_root)

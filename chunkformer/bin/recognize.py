@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from chunkformer.data.audio import INT16_SCALE, AudioError, audio_duration, load_audio
-from chunkformer.bin.common import add_key_mode_option
+from chunkformer.bin.common import add_key_mode_option, tool_main, user_error_message
 from chunkformer.data.manifest import ManifestError, display_key, read_manifest, read_text
 from chunkformer.data.skips import SkipLog
 from chunkformer.decoding.batch import MODES, check_mode, decode_features, frame_budget
@@ -162,6 +162,7 @@ def write_srt(path: Path, segments):
             f.write(f"{n}\n{start} --> {end}\n{seg['decode']}\n\n")
 
 
+@tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -172,7 +173,7 @@ def main(argv=None):
         refs = read_text(args.reference) if args.reference else {
             i.key: i.text for i in items if i.text is not None}
     except (ManifestError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {user_error_message(e)}")
     if not items:
         sys.exit(f"error: {args.data}: no audio found")
     model = ChunkFormerModel.from_pretrained(args.model_dir, args.device)

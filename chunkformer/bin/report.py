@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from chunkformer.analytics.report import analyse_call, write_report
 from chunkformer.analytics.turn_outcome import TurnOutcome
-from chunkformer.bin.common import read_rows_or_exit
+from chunkformer.bin.common import read_rows_or_exit, tool_main, user_error_message
 from chunkformer.data.audio import AudioError
 from chunkformer.folders import load_model_folder, load_task_model_or_exit
 from chunkformer.heads.classifier import SpeakerEmbeddingHead
@@ -52,6 +52,7 @@ def _valid_turns(turns) -> bool:
         and isinstance(t.get("end"), (int, float)) and t["start"] < t["end"] for t in turns)
 
 
+@tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
     rows = read_rows_or_exit(args.data)
@@ -70,7 +71,7 @@ def main(argv=None):
     try:
         layer = TurnOutcome.load(args.turn_outcome) if args.turn_outcome else None
     except (ValueError, OSError) as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {user_error_message(e)}")
     calls, bad, whole = [], [], 0
     for row in tqdm(rows, unit="call"):
         turns = row.labels.get("turns") if layer is not None else None

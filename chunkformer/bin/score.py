@@ -12,7 +12,7 @@ through the normaliser used for training targets. Prints the same line as ``reco
 import argparse
 import sys
 
-from chunkformer.bin.common import read_rows_or_exit
+from chunkformer.bin.common import read_rows_or_exit, tool_main, user_error_message
 from chunkformer.data.manifest import ManifestError, read_text
 from chunkformer.decoding.metrics import score
 
@@ -26,12 +26,13 @@ def get_parser():
     return p
 
 
+@tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
     try:
         hyps = read_text(args.hyp)
     except (ManifestError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {user_error_message(e)}")
     refs = {r.key: r.text for r in read_rows_or_exit(args.ref) if r.text is not None}
     summary = score(hyps, refs, args.report)
     if summary is None:

@@ -15,6 +15,7 @@ import sys
 from collections import defaultdict
 from typing import List, Tuple
 
+from chunkformer.bin.common import tool_main
 from chunkformer.data.manifest import ManifestError, Utterance, read_manifest, write_manifest
 
 
@@ -70,6 +71,7 @@ def _describe(name: str, rows: List[Utterance], by: str) -> str:
             f"{by}s, {hours:.2f} h")
 
 
+@tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
     try:

@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 
+from chunkformer.bin.common import tool_main
 from chunkformer.data.synthetic import plan_corpus, write_corpus
 
 
@@ -42,6 +43,7 @@ def get_parser():
     return p
 
 
+@tool_main
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     start = time.perf_counter()

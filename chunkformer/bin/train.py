@@ -24,8 +24,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from chunkformer.config import ConfigError, check_keys, load_experiment
-from chunkformer.data.loader import build_data
+from chunkformer.bin.common import tool_main, user_error_message
+from chunkformer.config import ConfigError, check_keys, load_experiment, refuse_unknown
+from chunkformer.data.loader import DataConfig, build_data
 from chunkformer.data.manifest import read_manifest
 from chunkformer.data.shards import SHARD_LIST
 from chunkformer.data.tokenizer import load_tokenizer
@@ -37,7 +38,7 @@ from chunkformer.heads.multitask import (build_heads_model, collect_classes, is_
                                          label_fields)
 from chunkformer.ssl.bestrq import BestRQModel, is_bestrq
 from chunkformer.training.distributed import init_distributed, shutdown
-from chunkformer.training.optim import trainable_summary
+from chunkformer.training.optim import build_optimizer, trainable_summary
 from chunkformer.training.trainer import DataError, Preempted, Trainer
 
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: stopped by a signal with its checkpoint written; resume it
@@ -129,11 +130,32 @@ def training_contexts(cfg: dict) -> dict:
     return train
 
 
+DATA_PATHS = ("train", "dev", "audio_root", "cmvn", "train_feats_scp", "dev_feats_scp")
+SCHEDULE_KEYS = ("warmup_steps", "scheduler", "min_lr_ratio")  # optim keys of the schedule
+
+
+def check_experiment(cfg: dict):
+    """Every key of the tokenizer, data, optim and train sections is read by something;
+    checked before anything is built (the model section by its builder)."""
+    refuse_unknown("tokenizer", cfg["tokenizer"], ["path"])
+    DataConfig.from_dict({k: v for k, v in cfg["data"].items() if k not in DATA_PATHS})
+    check_keys("optim", cfg["optim"], build_optimizer, extra=SCHEDULE_KEYS,
+               skip=("model", "hold"))
+    check_keys("train", training_contexts(cfg), Trainer, skip=(
+        "model", "tokenizer", "train_data", "dev_data", "exp_dir", "env", "optim"),
+        extra=("init_from", "init_encoder_from"))
+    for key in ("init_from", "init_encoder_from"):
+        source = cfg["train"].get(key)
+        if source and not Path(source).exists():
+            raise FileNotFoundError(f"train.{key}: {source}: no such model folder or checkpoint")
+
+
 def data_source(path, audio_root):
     """A ``shards.list`` is streamed as is; any other list is read into manifest rows."""
     return path if Path(path).name == SHARD_LIST else read_manifest(path, audio_root)
 
 
+@tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
     env = init_distributed(args.device)
@@ -142,6 +164,7 @@ def main(argv=None):
     exp = Path(args.exp_dir)
     try:
         cfg = load_experiment(args.config, args.override)
+        check_experiment(cfg)
         if (exp / "checkpoints" / "latest").exists() and not args.resume:
             raise ConfigError(f"{exp} already has checkpoints: pass --resume to continue it, "
                               "or choose a new --exp_dir (use train.init_from to start from "
@@ -152,8 +175,7 @@ def main(argv=None):
         source = cfg["tokenizer"].get("path") or (
             None if is_bestrq(cfg["model"]) else cfg["train"].get("init_from"))
         tokenizer = load_tokenizer(source) if source else None  # none: audio-only pretraining
-        paths = {k: data_conf.pop(k, None) for k in
-                 ("train", "dev", "audio_root", "cmvn", "train_feats_scp", "dev_feats_scp")}
+        paths = {k: data_conf.pop(k, None) for k in DATA_PATHS}
         sources = {split: data_source(paths[split], paths["audio_root"])
                    for split in ("train", "dev") if paths[split]}
         if is_multitask(cfg["model"]) and isinstance(sources.get("train"), list):
@@ -173,7 +195,7 @@ def main(argv=None):
         exp.mkdir(parents=True, exist_ok=True)
         trainer = Trainer(model, tokenizer, train_data, dev_data, exp, env, **train_conf)
     except (ConfigError, FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {user_error_message(e)}")
     if env.is_main:
         with open(exp / "config.yaml", "w", encoding="utf-8") as f:
             yaml.safe_dump(cfg, f, allow_unicode=True, sort_keys=False)

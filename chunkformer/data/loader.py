@@ -45,6 +45,7 @@ from typing import Dict, Iterator, List, Optional
 import numpy as np
 import torch
 
+from chunkformer.config import refuse_unknown
 from chunkformer.data.augment import NoiseMixer, SpecAugment, SpeedPerturb, TelephoneChannel
 from chunkformer.data.collate import Batch, collate
 from chunkformer.data.dataset import ExampleBuilder, SpeechDataset
@@ -82,10 +83,7 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, conf: dict) -> "DataConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(conf) - known)
-        if unknown:
-            raise ValueError(f"data: unknown key(s) {unknown}; known: {sorted(known)}")
+        refuse_unknown("data", conf, {f.name for f in fields(cls)})
         return cls(**{**conf, "fbank": _make("fbank", FbankConfig, **conf.get("fbank", {}))})
 
 
