@@ -1,11 +1,13 @@
 """train CLI end to end: kill -9 and resume == uninterrupted; 2-process gloo torchrun ==
 1 process with 2 accumulation steps; averaging writes a loadable model folder."""
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -354,3 +356,56 @@ def test_a_dev_set_with_no_usable_utterance_is_an_error(experiment, tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert "error: dev data: no utterance could be used (4 skipped: unreadable audio 4)" \
         in r.stderr
+
+
+@pytest.fixture(scope="module")
+def small_released(tmp_path_factory, experiment):
+    """A released-layout folder of the small architecture (conf/chunkformer_small.yaml,
+    6 x 144 with a decoder) over the tiny corpus's vocabulary, random weights."""
+    from chunkformer.data.vocab import Vocabulary
+    from chunkformer.encoder.cmvn import GlobalCMVN
+    from chunkformer.pretrained import build_modules
+
+    root = Path(__file__).resolve().parents[2]
+    vocab = Vocabulary.load(experiment / "vocab.txt")
+    cfg = dict(yaml.safe_load((root / "conf" / "chunkformer_small.yaml").read_text()),
+               output_dim=len(vocab))
+    torch.manual_seed(0)
+    encoder, ctc, decoder, _ = build_modules(cfg, True, GlobalCMVN(torch.zeros(80),
+                                                                   torch.ones(80)))
+    folder = tmp_path_factory.mktemp("small_released")
+    ChunkFormerModel(encoder, ctc, decoder, vocab, cfg).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("recipe", ["vlsp", "commonvoice"])
+def test_shipped_finetune_config_runs_with_its_settings(experiment, small_released, tmp_path,
+                                                        recipe):
+    """egs/<recipe>/conf/finetune_large.yaml as shipped (bf16, 2-step accumulation, layer-wise
+    lr decay, frozen front end, dynamic contexts, 4 loader workers) on the small architecture:
+    only the paths, the batch size and the number of steps are the test's."""
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "exp.yaml").write_text(
+        (root / "egs" / recipe / "conf" / "finetune_large.yaml").read_text())
+    shipped = yaml.safe_load((tmp_path / "exp.yaml").read_text())
+    assert shipped["train"]["amp"] == "bf16" and shipped["train"]["accum_steps"] == 2
+    assert shipped["optim"]["layer_decay"] < 1 and shipped["train"]["freeze"]
+    r = _train(tmp_path, tmp_path / "exp", "--override", f"train.init_from={small_released}",
+               f"data.train={experiment}/data.list", f"data.dev={experiment}/data.list",
+               "data.max_frames_in_batch=1000", "train.max_steps=4", "train.log_every=1",
+               "train.val_every=2", "train.save_every=2", timeout=400)
+    assert "frozen: " in r.stderr
+    first = torch.load(tmp_path / "exp" / "checkpoints" / "step_00000002.pt",
+                       weights_only=True)
+    last = torch.load(tmp_path / "exp" / "checkpoints" / "step_00000004.pt",
+                      weights_only=True)
+    a, b = first["model"], last["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("encoder.embed."))
+    assert not torch.equal(a["encoder.encoders.5.feed_forward.w_1.weight"],
+                           b["encoder.encoders.5.feed_forward.w_1.weight"])
+    lrs = {g["lr_scale"] for g in last["optimizer"]["param_groups"]}
+    assert min(lrs) < max(lrs) == 1.0  # layer-wise decay
+    rows = [json.loads(x) for x in open(tmp_path / "exp" / "train_log.jsonl")]
+    assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4]
+    assert all(math.isfinite(r["loss"]) for r in rows if r["split"] == "train")
+    assert [r["utterances"] for r in rows if r["split"] == "dev"] == [16, 16]
