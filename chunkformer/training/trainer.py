@@ -218,6 +218,9 @@ class Trainer:
                                         "item skipped?): see %s", self.step,
                                         self.exp_dir / "skipped.tsv")
                     stats["rss_mib"] = resident_mib()
+                    if self.env.device.type == "cuda":
+                        stats["gpu_peak_mib"] = torch.cuda.max_memory_allocated(
+                            self.env.device) / 2**20
                     self.log("train", stats)
                     self.write_skipped()
                     t0, seconds = time.time(), 0.0

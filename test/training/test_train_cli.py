@@ -71,6 +71,8 @@ def _train(root, exp, *extra, torchrun=False, wait=True, timeout=300, ok=True):
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        for pid in _worker_pids(proc.pid).values():  # torchrun's workers: their own sessions
+            os.kill(pid, signal.SIGKILL)
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         pytest.fail(f"training hung for {timeout} s:\n{out[-2000:]}{err[-3000:]}")
