@@ -19,6 +19,7 @@ micro-batch whose items were all bad still goes through the DDP wrapper (a zero 
 trained parameter), parameters that the configured loss never reaches are frozen
 (``untrained_prefixes``), and the ranks' weights are compared at every checkpoint.
 """
+import contextlib
 import json
 import logging
 import math
@@ -28,7 +29,6 @@ import resource
 import signal
 import threading
 import time
-import contextlib
 from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
