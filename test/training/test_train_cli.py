@@ -312,8 +312,9 @@ def test_two_ranks_train_when_the_loss_leaves_a_decoder_unused(experiment, tmp_p
 
 
 def test_two_ranks_train_heads_whose_labels_are_missing_from_a_batch(experiment, tmp_path):
-    """A multitask model (two classifier heads, one reading block 0 only) on a list where half
-    the utterances lack one head's label: some batches carry no label for it."""
+    """A multitask model whose two classifier heads read block 0 only (the blocks above and the
+    final norm get no gradient), on a list where half the utterances lack one head's label:
+    some batches carry no label for it."""
     rows = [json.loads(line) for line in open(experiment / "data.list")]
     for i, r in enumerate(rows):
         r["intent"] = "ask" if i % 2 else "tell"
@@ -325,7 +326,8 @@ def test_two_ranks_train_heads_whose_labels_are_missing_from_a_batch(experiment,
     cfg["model"] = {"model": "multitask", "encoder": "chunkformer", "input_dim": 80,
                     "encoder_conf": cfg["model"]["encoder_conf"],
                     "heads": {"intent": {"type": "classifier", "pooling": "mean", "input": 0},
-                              "mood": {"type": "classifier", "pooling": "attentive"}}}
+                              "mood": {"type": "classifier", "pooling": "attentive",
+                                       "input": 0}}}
     cfg["tokenizer"] = {}
     cfg["data"].update(train=str(tmp_path / "heads.list"), dev=str(tmp_path / "heads.list"),
                        max_frames_in_batch=300)

@@ -114,6 +114,40 @@ def test_ranks_draw_different_random_numbers(tmp_path):
     assert torch.equal(draws[0][0], draws[0][1]) and not torch.equal(draws[0][0], draws[1][0])
 
 
+class CrashAt(FakeData):
+    """FakeData whose batch ``crash`` raises once (a process dying mid-run)."""
+
+    def __init__(self, crash):
+        super().__init__()
+        self.crash = crash
+
+    def batches(self, epoch, start=0):
+        for i, batch in enumerate(self.items[start:], start):
+            if i == self.crash:
+                self.crash = None
+                raise KeyboardInterrupt("crash")
+            yield batch
+
+
+def test_logs_keep_each_step_once_after_a_resume(tmp_path):
+    """Steps 4 and 5 were logged after the step-3 checkpoint, then the run died: the resumed
+    run redoes them, and the log and tensorboard show each step once, with the redone values."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    make_trainer(tmp_path / "full").fit()
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(tmp_path / "part", data=CrashAt(5)).fit()
+    assert [r["step"] for r in _log(tmp_path / "part")] == [1, 2, 3, 4, 5]
+    resumed = make_trainer(tmp_path / "part")
+    assert resumed.resume() and resumed.step == 3
+    resumed.fit()
+    rows = [(r["step"], r["loss"]) for r in _log(tmp_path / "part")]
+    assert rows == [(r["step"], r["loss"]) for r in _log(tmp_path / "full")]
+    acc = EventAccumulator(str(tmp_path / "part" / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == list(range(1, 9))
+
+
 def test_freezing_really_freezes(tmp_path):
     tr = make_trainer(tmp_path, max_steps=2)
     before = {k: v.clone() for k, v in tr.model.state_dict().items()}
