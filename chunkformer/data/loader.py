@@ -236,11 +236,11 @@ class ShardData(BatchSource):
 
 
 def _ignore_stop_signals(worker_id: int):
-    """DataLoader workers leave SIGTERM / SIGUSR1 to the trainer: a signal sent to the whole
-    process group (as SLURM does before a time limit) must not kill them before the trainer
-    has written its checkpoint; they still end with the trainer."""
-    for s in (signal.SIGTERM, signal.SIGUSR1):
-        signal.signal(s, signal.SIG_IGN)
+    """DataLoader workers leave SIGUSR1 to the trainer: SLURM's warning before a time limit
+    (``--signal=USR1@120``) reaches every process of the job and must not kill them before the
+    trainer has written its checkpoint. SIGTERM keeps its default: the loader itself ends its
+    workers with it."""
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def _data_loader(cfg: DataConfig, seed: int, dataset, **kwargs) -> torch.utils.data.DataLoader:

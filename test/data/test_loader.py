@@ -135,7 +135,7 @@ def test_duration_limits(rows, caplog):
     assert sorted(k for b in data.batches(0) for k in b.keys) == sorted(r.key for r in kept)
 
 
-@pytest.mark.parametrize("conf, message", [({"max_frame": 10}, "unknown key"),
+@pytest.mark.parametrize("conf, message", [({"max_frame": 10}, "not a known key"),
                                            ({"fbank": {"dithering": 1}}, "data.fbank"),
                                            ({"noise": {"prob": 1}}, "list"),
                                            ({"spec_augment": {"width": 3}}, "spec_augment")])
