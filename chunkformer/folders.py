@@ -1,7 +1,6 @@
 """Load any model folder this toolkit writes, by the ``model`` field of its config.yaml: an ASR
 model (released layout), a BEST-RQ pretrained encoder, or an encoder with task heads."""
 import sys
-from pathlib import Path
 
 from chunkformer.config import load_yaml
 from chunkformer.heads.multitask import is_multitask, load_heads_folder

@@ -24,8 +24,9 @@ import numpy as np
 
 from chunkformer.analytics.turn_outcome import (NO_ROLE, Turn, TurnOutcome, call_features,
                                                 describe, feature_names, group_turns)
-from chunkformer.bin.common import read_rows_or_exit, tool_main, user_error_message
+from chunkformer.bin.common import tool_main, user_error_message
 from chunkformer.data.dataset import row_label
+from chunkformer.data.manifest import read_manifest
 from chunkformer.heads.metrics import (classification_report, confusion_matrix,
                                        save_confusion_png)
 
@@ -78,7 +79,7 @@ def read_scores(path) -> dict:
 
 def load_calls(args):
     """{call: [Turn]} from the turn rows and their scores; turns without scores are counted."""
-    rows = read_rows_or_exit(args.turns)
+    rows = read_manifest(args.turns)
     scores = read_scores(args.scores)
     turns, calls, unscored = [], [], 0
     for r in rows:
@@ -99,7 +100,7 @@ def load_calls(args):
 
 
 def read_labels(args) -> dict:
-    return {r.key: str(row_label(r, args.label_field)) for r in read_rows_or_exit(args.calls)
+    return {r.key: str(row_label(r, args.label_field)) for r in read_manifest(args.calls)
             if row_label(r, args.label_field) is not None}
 
 

@@ -1,18 +1,17 @@
-"""What the command-line tools share: one-line errors for user mistakes (:func:`tool_main`),
-reading a list (or stopping with its one-line error) and the option that hashes or omits
-utterance ids in logs and reports (call ids may carry phone numbers)."""
+"""What the command-line tools share: one-line errors for user mistakes (:func:`tool_main`: a
+bad list line, a missing file...) and the option that hashes or omits utterance ids in logs and
+reports (call ids may carry phone numbers)."""
 import argparse
 import functools
 import multiprocessing
 import sys
 from contextlib import nullcontext
-from typing import List, Optional
 
 import torch
 
 from chunkformer.config import ConfigError
 from chunkformer.data.audio import AudioError
-from chunkformer.data.manifest import KEY_MODES, ManifestError, Utterance, read_manifest
+from chunkformer.data.manifest import KEY_MODES, ManifestError
 
 # What a user's input can raise: a bad config value, list line or audio file, a missing or
 # unreadable path. Anything else is a bug and keeps its traceback.
@@ -36,15 +35,6 @@ def tool_main(main):
         except USER_ERRORS as e:
             sys.exit(f"error: {user_error_message(e)}")
     return run
-
-
-def read_rows_or_exit(data, audio_root: Optional[str] = None) -> List[Utterance]:
-    """:func:`~chunkformer.data.manifest.read_manifest`, or exit with ``error: <file>:<line>:
-    <problem>``."""
-    try:
-        return read_manifest(data, audio_root)
-    except ManifestError as e:
-        sys.exit(f"error: {e}")
 
 
 def add_key_mode_option(parser: argparse.ArgumentParser, where: str) -> None:

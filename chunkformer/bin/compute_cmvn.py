@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from chunkformer.bin.common import tool_main, worker_pool
 from chunkformer.data.audio import AudioError, load_audio
 from chunkformer.data.features import compute_fbank
-from chunkformer.bin.common import read_rows_or_exit, tool_main, worker_pool
-from chunkformer.data.manifest import Utterance
+from chunkformer.data.manifest import Utterance, read_manifest
 from chunkformer.data.skips import SkipLog
 from chunkformer.encoder.cmvn import write_cmvn
 
@@ -110,7 +110,7 @@ def subsample(rows: List[Utterance], max_utts: int, seed: int) -> List[Utterance
 @tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    rows = read_rows_or_exit(args.data, args.audio_root)
+    rows = read_manifest(args.data, args.audio_root)
     rows = subsample(rows, args.max_utts, args.seed)
     stats = compute_stats(rows, args.num_mel_bins, args.num_workers)
     skips = SkipLog(stats.skipped)

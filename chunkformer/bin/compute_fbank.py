@@ -18,9 +18,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from chunkformer.bin.common import (add_key_mode_option, read_rows_or_exit, tool_main,
-                                     worker_pool)
+from chunkformer.bin.common import add_key_mode_option, tool_main, worker_pool
 from chunkformer.data.dataset import write_feats_scp
+from chunkformer.data.manifest import read_manifest
 from chunkformer.data.skips import SkipLog
 
 FEATS_SCP = "feats.scp"
@@ -73,7 +73,7 @@ def compute_fbank_scp(rows, output_dir, num_mel_bins: int = 80, num_workers: int
 @tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    rows = read_rows_or_exit(args.data, args.audio_root)
+    rows = read_manifest(args.data, args.audio_root)
     scp, skips = compute_fbank_scp(rows, args.output_dir, args.num_mel_bins, args.num_workers)
     skips.write(Path(args.output_dir) / "skipped.tsv", args.key_mode)
     print(f"fbank of {len(rows) - len(skips)} utterances, {skips.summary()} → {scp}")

@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from chunkformer.bin.common import read_rows_or_exit, tool_main
+from chunkformer.bin.common import tool_main
 from chunkformer.data.audio import AudioError
 from chunkformer.data.dataset import row_label
+from chunkformer.data.manifest import read_manifest
 from chunkformer.folders import load_task_model_or_exit
 from chunkformer.heads.classifier import SpeakerEmbeddingHead, cosine_score
 from chunkformer.heads.metrics import (classification_report, confusion_matrix,
@@ -93,7 +94,7 @@ def read_trials(path):
 @tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    rows = read_rows_or_exit(args.data)
+    rows = read_manifest(args.data)
     model = load_task_model_or_exit(args.model_dir)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)

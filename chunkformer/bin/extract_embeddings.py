@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from chunkformer.bin.common import read_rows_or_exit, tool_main
+from chunkformer.bin.common import tool_main
 from chunkformer.data.audio import AudioError, FbankStream, load_audio
+from chunkformer.data.manifest import read_manifest
 from chunkformer.decoding.endless import encode_long
 from chunkformer.folders import load_model_folder
 
@@ -106,7 +107,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
-    rows = read_rows_or_exit(args.data)
+    rows = read_manifest(args.data)
     model = load_model_folder(args.model_dir, args.device)
     check_layer(args.layer, model)
     out = Path(args.output_dir)

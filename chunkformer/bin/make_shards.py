@@ -15,7 +15,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from chunkformer.bin.common import add_key_mode_option, read_rows_or_exit, tool_main
+from chunkformer.bin.common import add_key_mode_option, tool_main
+from chunkformer.data.manifest import read_manifest
 from chunkformer.data.shards import SHARD_LIST, write_shards
 from chunkformer.data.skips import SkipLog
 
@@ -37,7 +38,7 @@ def get_parser():
 @tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    rows = read_rows_or_exit(args.data, args.audio_root)
+    rows = read_manifest(args.data, args.audio_root)
     if args.shuffle:
         random.Random(args.seed).shuffle(rows)
     out = Path(args.output_dir)

@@ -17,9 +17,9 @@ from collections import defaultdict
 
 from chunkformer.analytics.prelabel import prelabel, read_pooled, write_csv
 from chunkformer.analytics.rules import RuleError, RuleSet
-from chunkformer.bin.common import read_rows_or_exit, tool_main, user_error_message
+from chunkformer.bin.common import tool_main, user_error_message
 from chunkformer.data.dataset import row_label
-from chunkformer.data.manifest import ManifestError, read_text
+from chunkformer.data.manifest import ManifestError, read_manifest, read_text
 
 
 def get_parser():
@@ -64,7 +64,7 @@ def main(argv=None):
     labeled = None
     if args.labeled:
         labeled = {r.key: str(row_label(r, args.label_field))
-                   for r in read_rows_or_exit(args.labeled)
+                   for r in read_manifest(args.labeled)
                    if row_label(r, args.label_field) is not None}
     heads = read_predictions(args.predictions) if args.predictions else None
     intents = None

@@ -21,9 +21,9 @@ from typing import Optional, Tuple
 
 from tqdm import tqdm
 
+from chunkformer.bin.common import add_key_mode_option, tool_main
 from chunkformer.data.audio import AudioError, audio_duration
-from chunkformer.bin.common import add_key_mode_option, read_rows_or_exit, tool_main
-from chunkformer.data.manifest import Utterance, write_manifest
+from chunkformer.data.manifest import Utterance, read_manifest, write_manifest
 from chunkformer.data.skips import SkipLog
 from chunkformer.data.text import normalize_text
 from chunkformer.data.utterance import DURATION_TOLERANCE
@@ -73,7 +73,7 @@ def prepare_row(row: Utterance, require_text: bool) -> Tuple[Optional[Utterance]
 @tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    rows = read_rows_or_exit(args.data, args.audio_root)
+    rows = read_manifest(args.data, args.audio_root)
     work = partial(prepare_row, require_text=args.require_text)
     with ThreadPoolExecutor(max(1, args.num_workers)) as pool:
         results = list(tqdm(pool.map(work, rows), total=len(rows), unit="utt", desc="prepare",

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from chunkformer.data.audio import INT16_SCALE, AudioError, audio_duration, load_audio
 from chunkformer.bin.common import add_key_mode_option, tool_main, user_error_message
+from chunkformer.data.audio import INT16_SCALE, AudioError, audio_duration, load_audio
 from chunkformer.data.manifest import ManifestError, display_key, read_manifest, read_text
 from chunkformer.data.skips import SkipLog
 from chunkformer.decoding.batch import MODES, check_mode, decode_features, frame_budget

@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 from chunkformer.analytics.report import analyse_call, write_report
 from chunkformer.analytics.turn_outcome import TurnOutcome
-from chunkformer.bin.common import read_rows_or_exit, tool_main, user_error_message
+from chunkformer.bin.common import tool_main, user_error_message
 from chunkformer.data.audio import AudioError
+from chunkformer.data.manifest import read_manifest
 from chunkformer.folders import load_model_folder, load_task_model_or_exit
 from chunkformer.heads.classifier import SpeakerEmbeddingHead
 
@@ -55,7 +56,7 @@ def _valid_turns(turns) -> bool:
 @tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    rows = read_rows_or_exit(args.data)
+    rows = read_manifest(args.data)
     task = load_task_model_or_exit(args.model_dir)
     asr = load_model_folder(args.asr_dir) if args.asr_dir else task
     if getattr(asr, "ctc", None) is None:

@@ -12,8 +12,8 @@ through the normaliser used for training targets. Prints the same line as ``reco
 import argparse
 import sys
 
-from chunkformer.bin.common import read_rows_or_exit, tool_main, user_error_message
-from chunkformer.data.manifest import ManifestError, read_text
+from chunkformer.bin.common import tool_main, user_error_message
+from chunkformer.data.manifest import ManifestError, read_manifest, read_text
 from chunkformer.decoding.metrics import score
 
 
@@ -33,7 +33,7 @@ def main(argv=None):
         hyps = read_text(args.hyp)
     except (ManifestError, FileNotFoundError) as e:
         sys.exit(f"error: {user_error_message(e)}")
-    refs = {r.key: r.text for r in read_rows_or_exit(args.ref) if r.text is not None}
+    refs = {r.key: r.text for r in read_manifest(args.ref) if r.text is not None}
     summary = score(hyps, refs, args.report)
     if summary is None:
         sys.exit(f"error: no utterance of {args.hyp} has a reference in {args.ref}")

@@ -31,11 +31,11 @@ from chunkformer.data.manifest import read_manifest
 from chunkformer.data.shards import SHARD_LIST
 from chunkformer.data.tokenizer import load_tokenizer
 from chunkformer.encoder.cmvn import GlobalCMVN, read_cmvn
+from chunkformer.heads.multitask import (build_heads_model, collect_classes, is_multitask,
+                                         label_fields)
 from chunkformer.model import ChunkFormerModel
 from chunkformer.pretrained import (CMVN_KEYS, build_modules, read_encoder_state,
                                     save_folder, take_encoder)
-from chunkformer.heads.multitask import (build_heads_model, collect_classes, is_multitask,
-                                         label_fields)
 from chunkformer.ssl.bestrq import BestRQModel, is_bestrq
 from chunkformer.training.distributed import init_distributed, shutdown
 from chunkformer.training.optim import build_optimizer, trainable_summary
