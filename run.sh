@@ -83,8 +83,8 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
       python -m chunkformer.bin.prepare_data --data "$data_dir/corpus/$split/data.list" \
         --output "$data_dir/$split/data.list" --require_text --num_workers "$nj"
     done
-    for channel in telephone wideband; do  # the synthesiser tags each row with its channel
-      grep "\"channel\": \"$channel\"" "$data_dir/test/data.list" \
+    for channel in telephone wideband; do  # the synthesiser tags each row with its line
+      grep "\"line\": \"$channel\"" "$data_dir/test/data.list" \
         > "$data_dir/test/$channel.list" || true
     done
     python -m chunkformer.bin.compute_cmvn --data "$data_dir/train/data.list" \

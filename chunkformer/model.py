@@ -135,12 +135,12 @@ class ChunkFormerModel(nn.Module):
         return self.ctc.log_probs(enc)
 
     def features(self, audio, sample_rate: Optional[int] = None, start: Optional[float] = None,
-                 end: Optional[float] = None) -> torch.Tensor:
+                 end: Optional[float] = None, channel: Optional[int] = None) -> torch.Tensor:
         """Path or waveform → (T, 80) fbank exactly as the released models expect (spec §5).
 
         Raises AudioError for unreadable audio or audio too short for one encoder frame.
         """
-        return model_features(self.config, audio, sample_rate, start, end)
+        return model_features(self.config, audio, sample_rate, start, end, channel)
 
     def batch_decode(self, audio_paths: List, chunk_size: Optional[int] = 64,
                      left_context_size: Optional[int] = 128,
@@ -190,11 +190,12 @@ def upstream_context(chunk_size, left_context_size, right_context_size):
 
 
 def model_features(config: dict, audio, sample_rate: Optional[int] = None,
-                   start: Optional[float] = None, end: Optional[float] = None) -> torch.Tensor:
-    """Path or waveform → (T, 80) fbank with a model config's ``fbank_conf`` (spec §5); every
-    model type computes its input here."""
+                   start: Optional[float] = None, end: Optional[float] = None,
+                   channel: Optional[int] = None) -> torch.Tensor:
+    """Path or waveform (``channel``: only that one, else their mean) → (T, 80) fbank with a
+    model config's ``fbank_conf`` (spec §5); every model type computes its input here."""
     fbank = config.get("fbank_conf") or {}
-    wave = ensure_long_enough(load_audio(audio, sample_rate, start, end))
+    wave = ensure_long_enough(load_audio(audio, sample_rate, start, end, channel))
     return compute_fbank(wave, num_mel_bins=int(fbank.get("num_mel_bins", 80)),
                          frame_length=float(fbank.get("frame_length", 25)),
                          frame_shift=float(fbank.get("frame_shift", 10)))

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from chunkformer.bin.common import tool_main, worker_pool
-from chunkformer.data.audio import AudioError, load_audio
+from chunkformer.data.audio import AudioError, load_row
 from chunkformer.data.features import compute_fbank
 from chunkformer.data.manifest import Utterance, read_manifest
 from chunkformer.data.skips import SkipLog
@@ -69,7 +69,7 @@ def chunk_stats(rows: List[Utterance], num_mel_bins: int) -> Stats:
     stats = Stats(num_mel_bins)
     for row in rows:
         try:
-            wave = load_audio(row.audio, start=row.start, end=row.end)
+            wave = load_row(row)
         except AudioError as e:
             stats.skipped.append((row, str(e)))
             continue

@@ -24,7 +24,8 @@ import torch
 from tqdm import tqdm
 
 from chunkformer.bin.common import tool_main
-from chunkformer.data.audio import AudioError, FbankStream, load_audio
+from chunkformer.data.audio import (INT16_SCALE, SAMPLE_RATE, AudioError, FbankStream,
+                                    load_row)
 from chunkformer.data.manifest import read_manifest
 from chunkformer.decoding.endless import encode_long
 from chunkformer.folders import load_model_folder
@@ -76,9 +77,9 @@ def check_layer(layer: str, model):
 def embed(model, row, args) -> np.ndarray:
     """One row → (T', D) float32 frame embeddings."""
     need_blocks = args.layer != "final"
-    source = row.audio if row.start is None and row.end is None else load_audio(
-        row.audio, start=row.start, end=row.end)
-    stream = FbankStream(source)
+    whole = row.start is None and row.end is None
+    stream = FbankStream(row.audio, channel=row.channel) if whole else FbankStream(
+        load_row(row) / INT16_SCALE, SAMPLE_RATE)
     if args.chunk_size <= 0:
         feats = stream.read(0, stream.num_frames).to(args.device)
         out = model.encoder(feats[None], torch.tensor([feats.size(0)]), 0, 0, 0,

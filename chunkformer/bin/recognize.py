@@ -28,7 +28,8 @@ import torch
 from tqdm import tqdm
 
 from chunkformer.bin.common import add_key_mode_option, tool_main, user_error_message
-from chunkformer.data.audio import INT16_SCALE, AudioError, audio_duration, load_audio
+from chunkformer.data.audio import (INT16_SCALE, SAMPLE_RATE, AudioError, audio_duration,
+                                    load_row)
 from chunkformer.data.manifest import ManifestError, display_key, read_manifest, read_text
 from chunkformer.data.skips import SkipLog
 from chunkformer.decoding.batch import MODES, check_mode, decode_features, frame_budget
@@ -94,7 +95,8 @@ class Recognizer:
                         self.emit(item, self.decode_long(item))
                         bar.update(1)
                         continue
-                    feats = self.model.features(item.audio, start=item.start, end=item.end)
+                    feats = self.model.features(item.audio, start=item.start, end=item.end,
+                                                channel=item.channel)
                 except AudioError as e:
                     self.skip(item, str(e))
                     bar.update(1)
@@ -109,17 +111,16 @@ class Recognizer:
         self.jsonl.close()
 
     def decode_long(self, item):
-        """Chunk by chunk with caches; a file is streamed from disk, a segment of one is
-        loaded (as a [-1, 1] waveform: int16-scale samples / 32768, exact)."""
+        """Chunk by chunk with caches; a file (or one channel of it) is streamed from disk, a
+        segment of one is loaded (as a [-1, 1] waveform: int16-scale samples / 32768, exact)."""
         args = self.args
-        source, rate = item.audio, None
+        source, rate, channel = item.audio, None, item.channel
         if item.start is not None or item.end is not None:
-            source = load_audio(item.audio, None, item.start, item.end) / INT16_SCALE
-            rate = 16000
+            source, rate, channel = load_row(item) / INT16_SCALE, SAMPLE_RATE, None
         return decode_long(self.model, source, args.chunk_size, args.left_context_size,
                            args.right_context_size, args.total_batch_duration, args.mode,
                            args.beam_size, sample_rate=rate, ctc_weight=args.ctc_weight,
-                           reverse_weight=args.reverse_weight)
+                           reverse_weight=args.reverse_weight, channel=channel)
 
     def duration(self, item) -> float:
         if item.start is not None and item.end is not None:

@@ -5,7 +5,8 @@
 
 Writes ``<out_dir>/{train,dev,test}/`` with ``wav/`` (16 kHz wideband, 8 kHz telephone, 16-bit
 PCM), Kaldi ``wav.scp``, ``text``, ``utt2spk``, ``utt2dur`` and a jsonl ``data.list`` (key, wav,
-txt, duration, speaker, intent, emotion, channel, role, accent, snr_db, unseen_voice,
+txt, duration, speaker, intent, emotion, line (telephone / wideband), role, accent, snr_db,
+unseen_voice,
 unseen_template, shuffled). Dev and test sentences never occur in train; test adds unseen
 templates and unseen voices; ``--shuffled_fraction`` of train speaks the words of two sentences
 in random order. A split whose ``.done`` marker matches the requested plan is skipped on

@@ -13,6 +13,7 @@ import functools
 import math
 import os
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import soundfile as sf
@@ -56,15 +57,21 @@ def audio_duration(path) -> float:
         return f.frames / f.samplerate
 
 
-def _mono(x: np.ndarray, what) -> torch.Tensor:
-    """(samples,) or (samples, channels) float array → (samples,) float32 tensor, channel mean."""
+def _mono(x: np.ndarray, what, channel: Optional[int] = None) -> torch.Tensor:
+    """(samples,) or (samples, channels) float array → (samples,) float32 tensor: the mean of
+    the channels, or only ``channel`` (0-based) when given."""
+    if x.ndim == 1 and channel:
+        raise AudioError(f"{what}: has 1 channel; channel {channel} was asked for")
     if x.ndim == 2:
         if 0 < x.shape[0] < x.shape[1]:
             raise ValueError(
                 f"{what}: array of shape {tuple(x.shape)} looks like (channels, samples); "
                 "pass (samples,) or (samples, channels) as soundfile returns"
             )
-        x = x.mean(axis=1)
+        if channel is not None and channel >= x.shape[1]:
+            raise AudioError(f"{what}: has {x.shape[1]} channel(s); channel {channel} was "
+                             "asked for")
+        x = x.mean(axis=1) if channel is None else x[:, channel]
     elif x.ndim != 1:
         raise ValueError(f"{what}: expected (samples,) or (samples, channels), got {x.shape}")
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -99,14 +106,16 @@ def _segment(start, end, sample_rate: int, total: int, what) -> tuple[int, int]:
     return s, e
 
 
-def _read_frames(f: sf.SoundFile, s: int, e: int, path) -> torch.Tensor:
-    """Samples [s, e) of an open file → (e - s,) int16-scale mono float32."""
+def _read_frames(f: sf.SoundFile, s: int, e: int, path,
+                 channel: Optional[int] = None) -> torch.Tensor:
+    """Samples [s, e) of an open file → (e - s,) int16-scale float32 (the channels' mean, or
+    one ``channel``)."""
     try:
         f.seek(s)
         x = f.read(e - s, dtype="float32", always_2d=True)  # (samples, channels)
     except RuntimeError as err:
         raise AudioError(f"{path}: not an audio file / unreadable: {err}") from err
-    return _mono(x, path) * INT16_SCALE
+    return _mono(x, path, channel) * INT16_SCALE
 
 
 def _check_samples(wave: torch.Tensor, what) -> None:
@@ -134,7 +143,8 @@ def _resampler(sample_rate: int) -> torchaudio.transforms.Resample:
     return torchaudio.transforms.Resample(sample_rate, SAMPLE_RATE, dtype=torch.float64)
 
 
-def load_audio(source, sample_rate=None, start=None, end=None) -> torch.Tensor:
+def load_audio(source, sample_rate=None, start=None, end=None,
+               channel: Optional[int] = None) -> torch.Tensor:
     """Load audio as 16 kHz mono float32 samples in int16 scale.
 
     Args:
@@ -145,27 +155,36 @@ def load_audio(source, sample_rate=None, start=None, end=None) -> torch.Tensor:
         sample_rate: rate of an array source (required); ignored for files.
         start: segment start in seconds (Kaldi ``segments``); only that part of a file is read.
         end: segment end in seconds (default: end of the audio).
+        channel: read only this channel (0-based; a two-channel call: 0 left, 1 right);
+            None mixes the channels (their mean).
 
     Returns:
         (N,) float32 tensor at 16 kHz, values in [-32768, 32767] for full-scale audio.
 
     Raises:
-        AudioError: missing, unreadable or empty audio, NaN/inf samples, bad segment.
+        AudioError: missing, unreadable or empty audio, NaN/inf samples, bad segment, a
+            channel the audio does not have.
     """
     if isinstance(source, (str, os.PathLike)):
         what = Path(source)
         with _open(what) as f:
             sample_rate = f.samplerate
-            wave = _read_frames(f, *_segment(start, end, sample_rate, f.frames, what), what)
+            wave = _read_frames(f, *_segment(start, end, sample_rate, f.frames, what), what,
+                                channel)
     else:
         if sample_rate is None:
             raise ValueError("load_audio: sample_rate is required for array input")
         what = "array"
-        wave = _mono(_array_to_int16_scale(source), what)
+        wave = _mono(_array_to_int16_scale(source), what, channel)
         s, e = _segment(start, end, sample_rate, wave.numel(), what)
         wave = wave[s:e]
     _check_samples(wave, what)
     return _to_16k(wave, sample_rate)
+
+
+def load_row(row) -> torch.Tensor:
+    """A manifest row's 16 kHz samples: its file, ``start``/``end`` segment and ``channel``."""
+    return load_audio(row.audio, start=row.start, end=row.end, channel=row.channel)
 
 
 def ensure_long_enough(wave: torch.Tensor, key: str = "audio") -> torch.Tensor:
@@ -208,15 +227,20 @@ class FbankStream:
         duration: seconds.
     """
 
-    def __init__(self, source, sample_rate=None, num_mel_bins: int = 80):
-        """Open ``source``: a path (read piecewise) or an array (loaded to 16 kHz in memory)."""
-        self.num_mel_bins = num_mel_bins
+    def __init__(self, source, sample_rate=None, num_mel_bins: int = 80,
+                 channel: Optional[int] = None):
+        """Open ``source``: a path (read piecewise) or an array (loaded to 16 kHz in memory);
+        ``channel``: only that channel (None: their mean)."""
+        self.num_mel_bins, self.channel = num_mel_bins, channel
         if isinstance(source, (str, os.PathLike)):
             self._path, self._wave = Path(source), None
             with _open(self._path) as f:
                 self.sample_rate, self._native_len = f.samplerate, f.frames
+                if channel is not None and channel >= f.channels:
+                    raise AudioError(f"{self._path}: has {f.channels} channel(s); channel "
+                                     f"{channel} was asked for")
         else:
-            self._path, self._wave = None, load_audio(source, sample_rate)
+            self._path, self._wave = None, load_audio(source, sample_rate, channel=channel)
             self.sample_rate, self._native_len = SAMPLE_RATE, self._wave.numel()
         g = math.gcd(self.sample_rate, SAMPLE_RATE)
         self._orig, self._new = self.sample_rate // g, SAMPLE_RATE // g
@@ -243,7 +267,7 @@ class FbankStream:
         if self._wave is not None:
             return self._wave[s:e]
         with _open(self._path) as f:
-            wave = _read_frames(f, s, e, self._path)
+            wave = _read_frames(f, s, e, self._path, self.channel)
         _check_samples(wave, f"{self._path} [{s}, {e})")
         # s is a whole number of input blocks, so the piece's output starts on a block too.
         offset = s // self._orig * self._new

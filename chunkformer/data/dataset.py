@@ -27,7 +27,7 @@ import kaldiio
 import numpy as np
 import torch
 
-from chunkformer.data.audio import AudioError, load_audio
+from chunkformer.data.audio import AudioError, load_row
 from chunkformer.data.features import SAMPLE_RATE, SHIFT, compute_fbank
 from chunkformer.encoder.subsampling import subsampled_length
 
@@ -103,7 +103,7 @@ def write_feats_scp(rows: Sequence, out_prefix, num_mel_bins: int = 80) -> Tuple
     with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
         for row in rows:
             try:
-                wave = load_audio(row.audio, start=row.start, end=row.end)
+                wave = load_row(row)
             except AudioError as e:
                 skipped.append(Skipped.of(row, f"unreadable audio: {e}"))
                 continue
@@ -212,7 +212,7 @@ class ExampleBuilder:
             seconds = feats.size(0) * SHIFT / SAMPLE_RATE
         else:
             wave = (read_wave() if read_wave is not None
-                    else load_audio(row.audio, start=row.start, end=row.end))  # (N,)
+                    else load_row(row))  # (N,)
             seconds = wave.numel() / SAMPLE_RATE
             for transform in self.waveform_transforms:
                 wave = transform(wave, g)

@@ -301,7 +301,7 @@ def read_manifest(path, audio_root=None) -> List[Utterance]:
 
 def write_manifest(path, rows) -> None:
     """Write rows as JSON lines (``key``, ``wav``, ``txt``, ``start``, ``end``, ``duration``,
-    ``speaker``, ``group``, then labels); :func:`read_manifest` reads them back unchanged (the
+    ``speaker``, ``group``, ``channel``, then labels); :func:`read_manifest` reads them back unchanged (the
     rows it makes hold absolute audio paths). Written to a temporary file, then renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

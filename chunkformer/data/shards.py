@@ -37,7 +37,8 @@ def shard_name(index: int) -> str:
 
 
 def _segment_bytes(row: Utterance) -> Tuple[bytes, float]:
-    """Samples [start, end) of the file at its own rate and sample type → (WAV bytes, seconds)."""
+    """Samples [start, end) of the file (the row's channel only, when it names one) at its own
+    rate and sample type → (WAV bytes, seconds)."""
     info = sf.info(row.audio)
     s = round((row.start or 0.0) * info.samplerate)
     e = info.frames if row.end is None else min(info.frames, round(row.end * info.samplerate))
@@ -46,6 +47,11 @@ def _segment_bytes(row: Utterance) -> Tuple[bytes, float]:
                          f"({info.frames / info.samplerate:.2f} s)")
     # float64 holds every integer sample type exactly, so the WAV gets the very same samples.
     samples, rate = sf.read(row.audio, start=s, stop=e, dtype="float64", always_2d=True)
+    if row.channel is not None:  # the member holds the row's channel only
+        if row.channel >= samples.shape[1]:
+            raise AudioError(f"{row.audio}: has {samples.shape[1]} channel(s); channel "
+                             f"{row.channel} was asked for")
+        samples = samples[:, row.channel:row.channel + 1]
     subtype = info.subtype if sf.check_format("WAV", info.subtype) else "FLOAT"
     out = io.BytesIO()
     sf.write(out, samples, rate, format="WAV", subtype=subtype)
@@ -55,7 +61,7 @@ def _segment_bytes(row: Utterance) -> Tuple[bytes, float]:
 def audio_member(row: Utterance) -> Tuple[str, bytes, float]:
     """(member name, bytes, seconds) of a row's audio; AudioError when it cannot be read."""
     seconds = audio_duration(row.audio)  # AudioError for missing or unreadable files
-    if row.start is None and row.end is None:
+    if row.start is None and row.end is None and row.channel is None:  # the file as it is
         suffix = Path(row.audio).suffix.lower() or ".wav"
         return row.key + suffix, Path(row.audio).read_bytes(), seconds
     try:

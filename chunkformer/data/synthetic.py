@@ -423,7 +423,7 @@ class Utterance:
     pitch: int
     amplitude: int
     word_gap: int
-    channel: str
+    line: str  # "telephone" (8 kHz) or "wideband" (16 kHz)
     snr_db: float
     noise: str
     noise_seed: int
@@ -519,7 +519,7 @@ def _plan_utterance(rng, split: str, index: int, telephone: bool, unseen_voice: 
         speaker=speaker, accent=accent, voice=f"{ACCENTS[accent]}+{variant}", emotion=emotion,
         speed=rng.randint(*prosody.speed), pitch=rng.randint(*prosody.pitch),
         amplitude=rng.randint(*prosody.amplitude), word_gap=rng.randint(*prosody.word_gap),
-        channel="telephone" if telephone else "wideband",
+        line="telephone" if telephone else "wideband",
         snr_db=round(rng.uniform(*(SNR_DB if telephone else ROOM_SNR_DB)), 1),
         noise=rng.choice(NOISE_KINDS), noise_seed=rng.getrandbits(32),
         unseen_voice=unseen_voice, unseen_template=unseen_template, shuffled=shuffled)
@@ -600,10 +600,10 @@ def synthesize(u: Utterance) -> tuple:
     round trip). The noise comes from ``noise_seed``, so output is repeatable.
     """
     speech, rate = _espeak(u)
-    out_rate = WIDEBAND_RATE if u.channel == "wideband" else TELEPHONE_RATE
+    out_rate = WIDEBAND_RATE if u.line == "wideband" else TELEPHONE_RATE
     x = _sox(speech, rate, ["rate", str(out_rate)], u.key).astype(np.float64) * 32768.0
     noise = colored_noise(np.random.default_rng(u.noise_seed).standard_normal(len(x)), u.noise)
-    if u.channel == "telephone":
+    if u.line == "telephone":
         return telephone_line(x, noise, u.snr_db), TELEPHONE_RATE
     x = x + scale_to_snr(noise, x, u.snr_db)
     return np.clip(np.round(x), -32768, 32767).astype(np.int16), WIDEBAND_RATE
@@ -636,7 +636,7 @@ def _write_lists(folder: Path, items: list, durations: dict) -> None:
     wav = {u.key: str((folder / "wav" / f"{u.key}.wav").resolve()) for u in items}
     rows = [json.dumps({
         "key": u.key, "wav": wav[u.key], "txt": u.text, "duration": round(durations[u.key], 3),
-        "speaker": u.speaker, "intent": u.intent, "emotion": u.emotion, "channel": u.channel,
+        "speaker": u.speaker, "intent": u.intent, "emotion": u.emotion, "line": u.line,
         "role": u.role, "accent": u.accent, "snr_db": u.snr_db, "unseen_voice": u.unseen_voice,
         "unseen_template": u.unseen_template, "shuffled": u.shuffled}, ensure_ascii=False)
         for u in items]
@@ -667,7 +667,7 @@ def _write_split(split: str, items: list, folder: Path, pool, progress: bool) ->
         durations = dict(tqdm(results, total=len(jobs), desc=split, disable=not progress))
         _write_lists(folder, items, durations)
         done.write_text(digest + "\n")
-    return SplitSummary(split, len(items), sum(u.channel == "telephone" for u in items),
+    return SplitSummary(split, len(items), sum(u.line == "telephone" for u in items),
                         sum(durations.values()) / 3600, time.perf_counter() - start, skipped)
 
 

@@ -24,7 +24,9 @@ FIELDS = {
     "duration": ("duration", "dur"),
     "speaker": ("speaker", "spk", "speaker_id", "client_id"),
     "group": ("group", "call_id"),
+    "channel": ("channel",),
 }
+CHANNEL_NAMES = {"left": 0, "right": 1}  # a stereo call: agent on one side, customer on the other
 RESERVED = frozenset(name for names in FIELDS.values() for name in names)
 DURATION_TOLERANCE = 0.01  # seconds: one fbank hop
 KEY_MODES = ("plain", "hash", "omit")
@@ -47,6 +49,8 @@ class Utterance:
         speaker: speaker / agent id.
         group: call / recording id; rows of one group never straddle a train/dev split.
         labels: any other fields (intent, emotion, ...), JSON values.
+        channel: the one channel of a multi-channel file this row reads (0-based; ``left`` /
+            ``right`` in a list mean 0 / 1); None: the channels' mean.
     """
 
     key: str
@@ -58,6 +62,7 @@ class Utterance:
     speaker: Optional[str] = None
     group: Optional[str] = None
     labels: dict = field(default_factory=dict)
+    channel: Optional[int] = None
 
     @property
     def path(self) -> str:
@@ -110,6 +115,21 @@ def _name(value, name: str, where: str) -> Optional[str]:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     raise ManifestError(f"{where}: {name} {value!r} must be a string")
+
+
+def parse_channel(value, where: str) -> Optional[int]:
+    """A channel: an integer ≥ 0 (or a string of one), ``left`` (0) or ``right`` (1)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        name = value.strip().lower()
+        if name in CHANNEL_NAMES:
+            return CHANNEL_NAMES[name]
+        if name.isdigit():
+            return int(name)
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ManifestError(f"{where}: channel {value!r} is not 0, 1, … or left / right")
 
 
 def check_segment(start, end, duration, where: str):
@@ -171,7 +191,8 @@ def make_utterance(fields: dict, where: str, root: Optional[Path],
     audio = _resolve(audio, root)
     return Utterance(key, audio, text, start, end, duration,
                      speaker=_name(values["speaker"], "speaker", where),
-                     group=_name(values["group"], "group", where) or audio, labels=fields)
+                     group=_name(values["group"], "group", where) or audio,
+                     channel=parse_channel(values["channel"], where), labels=fields)
 
 
 def utterance_to_json(row: Utterance) -> dict:

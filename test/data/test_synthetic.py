@@ -105,7 +105,7 @@ def test_plan_held_out(plan):
     assert sum(u.unseen_voice for u in test) == 100
     assert 0 < sum(u.unseen_template for u in test) < 200
     assert not any(u.unseen_template or u.unseen_voice for u in train + dev)
-    assert [sum(u.channel == "telephone" for u in plan[s]) for s in plan] == [600, 50, 100]
+    assert [sum(u.line == "telephone" for u in plan[s]) for s in plan] == [600, 50, 100]
     assert {u.emotion for u in train} == {"calm", "happy", "sad", "angry"}
 
 
@@ -203,15 +203,15 @@ def test_tiny_corpus_files(tiny):
             u = by_key[row["key"]]
             assert (row["txt"], row["speaker"], row["intent"], row["emotion"], row["role"]) == (
                 u.text, u.speaker, u.intent, u.emotion, u.role) and text[u.key] == u.text
-            assert row["channel"] == u.channel and row["unseen_voice"] == u.unseen_voice
+            assert row["line"] == u.line and row["unseen_voice"] == u.unseen_voice
             samples, rate = sf.read(row["wav"], dtype="int16")
-            assert rate == (8000 if u.channel == "telephone" else 16000)
+            assert rate == (8000 if u.line == "telephone" else 16000)
             assert len(samples) / rate == pytest.approx(float(durations[u.key]), abs=1e-3)
             assert 0.5 < row["duration"] < 20
             assert np.sqrt(np.mean(samples.astype(np.float64) ** 2)) > 300  # not silent
             # a noise floor everywhere: no run of 10 ms of digital silence
             runs = np.convolve(samples == 0, np.ones(rate // 100, dtype=int), "valid")
-            assert runs.max() < rate // 100, (u.key, u.channel)
+            assert runs.max() < rate // 100, (u.key, u.line)
         assert [i.key for i in read_manifest(folder / split / "data.list")] == keys
         assert [i.text for i in read_manifest(folder / split)] == [text[k] for k in keys]
     assert any(r["unseen_voice"] for r in map(json.loads, _lists(folder / "test")["data.list"]))
