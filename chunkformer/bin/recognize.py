@@ -12,18 +12,27 @@ seconds; longer ones chunk by chunk with caches (bounded memory, same result). W
 ``errors.tsv``; ``--srt`` adds one subtitle file per recording. Unreadable items are reported
 and skipped; the exit code is non-zero only if nothing could be decoded.
 
+Calls recorded on two channels (agent on one side, customer on the other): ``--channels mix``
+(the default) decodes their mean; ``--channels split`` decodes each channel of a multi-channel
+file on its own and writes one time-ordered transcript per recording, whose segments and words
+carry their ``channel`` (and ``role``, with ``--channel_roles agent,customer``), so speech on
+both sides at once is kept on both. A row that names its ``channel`` is decoded on that channel
+alone either way.
+
 Call ids may carry phone numbers: ``--key_mode hash`` writes every id (and audio path) hashed, in
 the outputs, reports and logs alike, so files still join on it; ``--key_mode omit`` leaves ids
 and paths out of logs and ``skipped.tsv``, and names utterances in ``text``, ``result.jsonl``,
 ``errors.tsv`` and SRT files by their 1-based position in the input list.
 """
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+import soundfile as sf
 import torch
 from tqdm import tqdm
 
@@ -33,6 +42,7 @@ from chunkformer.data.audio import (INT16_SCALE, SAMPLE_RATE, AudioError, audio_
 from chunkformer.data.manifest import ManifestError, display_key, read_manifest, read_text
 from chunkformer.data.skips import SkipLog
 from chunkformer.decoding.batch import MODES, check_mode, decode_features, frame_budget
+from chunkformer.decoding.channels import merge_channels, parse_roles
 from chunkformer.decoding.endless import decode_long
 from chunkformer.decoding.metrics import score
 from chunkformer.model import ChunkFormerModel
@@ -60,6 +70,11 @@ def get_parser():
     p.add_argument("--reference", default=None,
                    help="Kaldi text file with references (else the list's own transcripts)")
     p.add_argument("--srt", action="store_true", help="also write <output_dir>/srt/<key>.srt")
+    p.add_argument("--channels", default="mix", choices=("mix", "split"),
+                   help="multi-channel files: decode the channels' mean, or each channel alone "
+                        "into one time-ordered transcript")
+    p.add_argument("--channel_roles", default=None,
+                   help="with --channels split: names of channels 0, 1, … (agent,customer)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="autocast dtype (softmax and CTC stay float32)")
@@ -78,8 +93,31 @@ class Recognizer:
         self.skips = SkipLog()
         self.hyps = {}  # name → hypothesis
         self.names = {}  # key → its name in the outputs
+        self.roles = parse_roles(args.channel_roles)
+        self.sides = {}  # key of one channel's item → (the recording's item, channel, count)
+        self.pending = {}  # recording key → {channel: Transcript} decoded so far
         if args.srt:
             (out / "srt").mkdir(exist_ok=True)
+
+    def split_channels(self, items):
+        """Each item of a multi-channel file that names no channel → one item per channel
+        (its key ``<key>@ch<c>``); the outputs name the recording as before."""
+        out = []
+        for position, item in enumerate(items, start=1):
+            self.names[item.key] = self.name(item.key, position)
+            count = 1 if item.channel is not None else audio_channels(item.audio)
+            if count < 2:
+                out.append(item)
+                continue
+            for c in range(count):
+                side = dataclasses.replace(item, key=f"{item.key}@ch{c}", channel=c)
+                self.sides[side.key] = (item, c, count)
+                out.append(side)
+        return out
+
+    def name(self, key: str, position: int) -> str:
+        return str(position) if self.args.key_mode == "omit" else display_key(
+            key, self.args.key_mode)
 
     def run(self, items):
         args = self.args
@@ -87,8 +125,7 @@ class Recognizer:
         batch, batch_secs = [], 0.0
         with tqdm(total=len(items), unit="utt", desc="recognize", file=sys.stderr) as bar:
             for position, item in enumerate(items, start=1):
-                self.names[item.key] = (str(position) if args.key_mode == "omit"
-                                        else display_key(item.key, args.key_mode))
+                self.names.setdefault(item.key, self.name(item.key, position))
                 try:
                     duration = self.duration(item)
                     if duration > args.long_form_threshold:
@@ -107,8 +144,7 @@ class Recognizer:
                     bar.update(self.flush(batch))
                     batch, batch_secs = [], 0.0
             bar.update(self.flush(batch))
-        self.text.close()
-        self.jsonl.close()
+        self.finish()
 
     def decode_long(self, item):
         """Chunk by chunk with caches; a file (or one channel of it) is streamed from disk, a
@@ -139,14 +175,37 @@ class Recognizer:
         return len(batch)
 
     def emit(self, item, result):
-        result.key = name = self.names[item.key]
-        self.hyps[name] = result.text
-        self.text.write(f"{name} {result.text}\n")
+        if item.key in self.sides:
+            call, channel, count = self.sides[item.key]
+            got = self.pending.setdefault(call.key, {})
+            got[channel] = result
+            if len(got) == count:
+                self.write(call, merge_channels(self.pending.pop(call.key),
+                                                self.args.max_silence_duration, self.roles))
+            return
         row = result.as_dict()
         row["segments"] = result.segments(self.args.max_silence_duration)
+        self.write(item, row)
+
+    def write(self, item, row: dict):
+        """One recording's outputs: ``text``, ``result.jsonl`` and SRT lines."""
+        row = {"key": self.names[item.key], **{k: v for k, v in row.items() if k != "key"}}
+        self.hyps[row["key"]] = row["text"]
+        self.text.write(f"{row['key']} {row['text']}\n")
         self.jsonl.write(json.dumps(row, ensure_ascii=False) + "\n")
         if self.args.srt:
-            write_srt(self.out / "srt" / f"{name}.srt", row["segments"])
+            write_srt(self.out / "srt" / f"{row['key']}.srt", row["segments"])
+
+    def finish(self):
+        """Recordings with a channel that could not be decoded: the sides that were."""
+        calls = {call.key: call for call, _, _ in self.sides.values()}
+        for key, got in self.pending.items():
+            logging.warning("%s: only channel(s) %s decoded", self.names[key], sorted(got))
+            self.write(calls[key], merge_channels(got, self.args.max_silence_duration,
+                                                  self.roles))
+        self.pending = {}
+        self.text.close()
+        self.jsonl.close()
 
     def skip(self, item, reason: str):
         self.skips.add(item, reason)
@@ -156,11 +215,21 @@ class Recognizer:
                         why)
 
 
+def audio_channels(path) -> int:
+    """Channels of an audio file (1 when it cannot be read: decoding then reports why)."""
+    try:
+        return sf.info(str(path)).channels
+    except RuntimeError:
+        return 1
+
+
 def write_srt(path: Path, segments):
+    """Subtitles; a segment of a split call starts with its role (or ``ch<c>``)."""
     with open(path, "w", encoding="utf-8") as f:
         for n, seg in enumerate(segments, 1):
             start, end = (seg[k][:8] + "," + seg[k][9:] for k in ("start", "end"))
-            f.write(f"{n}\n{start} --> {end}\n{seg['decode']}\n\n")
+            who = seg.get("role") or (f"ch{seg['channel']}" if "channel" in seg else "")
+            f.write(f"{n}\n{start} --> {end}\n{who + ': ' if who else ''}{seg['decode']}\n\n")
 
 
 @tool_main
@@ -185,7 +254,12 @@ def main(argv=None):
         sys.exit(f"error: {e}")
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    recognizer = Recognizer(model, args, out)
+    try:
+        recognizer = Recognizer(model, args, out)
+    except ValueError as e:  # --channel_roles
+        sys.exit(f"error: {e}")
+    if args.channels == "split":
+        items = recognizer.split_channels(items)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.dtype)
     device_type = torch.device(args.device).type
     with torch.autocast(device_type, dtype=dtype) if dtype else nullcontext():

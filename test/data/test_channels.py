@@ -117,3 +117,52 @@ def test_recognize_decodes_the_row_channel(tmp_path, call, ref_model_dir, thresh
     for side in ("left", "right"):
         assert text[f"call-{side}"] == text[f"mono-{side}"]
     assert text["call-left"] != text["call-right"]
+
+
+@pytest.fixture(scope="module")
+def turns(vi_speech, tmp_path_factory):
+    """A stereo 16 kHz call of three turns: agent (left) speaks, then the customer (right)
+    speaks while the agent says a last sentence over them (a barge-in)."""
+    folder = tmp_path_factory.mktemp("turns")
+    waves = [sf.read(vi_speech[i][0], dtype="int16")[0] for i in (0, 1, 3)]
+    gap = np.zeros(8000, np.int16)
+    left = np.concatenate([waves[0], gap, np.zeros(len(waves[1]) // 2, np.int16), waves[2]])
+    right = np.concatenate([np.zeros(len(waves[0]), np.int16), gap, waves[1]])
+    n = max(len(left), len(right))
+    left, right = np.pad(left, (0, n - len(left))), np.pad(right, (0, n - len(right)))
+    sf.write(folder / "call.wav", np.stack([left, right], axis=1), 16000, subtype="PCM_16")
+    sf.write(folder / "agent.wav", left, 16000, subtype="PCM_16")
+    sf.write(folder / "customer.wav", right, 16000, subtype="PCM_16")
+    return folder
+
+
+@pytest.mark.parametrize("threshold", [600, 0], ids=["batch", "long_form"])
+def test_split_channels_give_one_time_ordered_transcript(tmp_path, turns, ref_model_dir,
+                                                          threshold):
+    from chunkformer.bin.recognize import main
+
+    common = ["--model_dir", str(ref_model_dir), "--chunk_size", "16", "--left_context_size",
+              "24", "--right_context_size", "4", "--long_form_threshold", str(threshold)]
+    main([*common, "--data", str(turns), "--output_dir", str(tmp_path / "sides")])
+    sides = {json.loads(x)["key"]: json.loads(x)
+             for x in open(tmp_path / "sides" / "result.jsonl", encoding="utf-8")}
+    main([*common, "--data", str(turns / "call.wav"), "--output_dir", str(tmp_path / "split"),
+          "--channels", "split", "--channel_roles", "agent,customer", "--srt"])
+    rows = [json.loads(x) for x in open(tmp_path / "split" / "result.jsonl", encoding="utf-8")]
+    assert len(rows) == 1 and rows[0]["key"] == "call"
+    call = rows[0]
+    # each side's words are exactly those of its own file decoded alone
+    for channel, role in enumerate(("agent", "customer")):
+        mine = [(w["word"], w["start"]) for w in call["words"] if w["channel"] == channel]
+        assert mine == [(w["word"], w["start"]) for w in sides[role]["words"]]
+        assert all(w["role"] == role for w in call["words"] if w["channel"] == channel)
+    starts = [s["words"][0]["start"] for s in call["segments"] if s["words"]]
+    assert starts == sorted(starts)  # time-ordered across channels
+    assert {s["channel"] for s in call["segments"]} == {0, 1}
+    assert call["text"] == " ".join(s["decode"] for s in call["segments"] if s["decode"])
+    srt = (tmp_path / "split" / "srt" / "call.srt").read_text(encoding="utf-8")
+    assert "agent: " in srt and "customer: " in srt
+    # the mono mix is still the default
+    main([*common, "--data", str(turns / "call.wav"), "--output_dir", str(tmp_path / "mix")])
+    mixed = json.loads(open(tmp_path / "mix" / "result.jsonl").readline())
+    assert "channel" not in json.dumps(mixed["segments"])
