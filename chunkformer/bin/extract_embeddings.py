@@ -10,7 +10,10 @@ path, seconds, shape). ``--format ark`` writes Kaldi ``frames.scp``/``pooled.scp
 instead. With ``--chunk_size`` > 0 a call goes through the chunked encoder segment by segment
 (caches carried, as endless decoding), so memory does not grow with its length; 0 encodes it
 in full context at once. A rerun skips the keys the index already lists; unreadable audio is
-listed in ``skipped.tsv`` and the rest goes on.
+listed in ``skipped.tsv`` and the rest goes on. A two-channel call (agent and customer on their
+own sides) is embedded side by side (``--channels split``, the default): keys ``<key>@ch0``,
+``<key>@ch1``; ``--channels mix`` embeds the channels' mean; a row naming its ``channel``
+embeds that one.
 """
 import argparse
 import logging
@@ -25,7 +28,7 @@ from tqdm import tqdm
 
 from chunkformer.bin.common import tool_main
 from chunkformer.data.audio import (INT16_SCALE, SAMPLE_RATE, AudioError, FbankStream,
-                                    load_row)
+                                    load_row, split_channels)
 from chunkformer.data.manifest import read_manifest
 from chunkformer.decoding.endless import encode_long
 from chunkformer.folders import load_model_folder
@@ -42,6 +45,9 @@ def get_parser():
     p.add_argument("--layer", default="final",
                    help="final | weighted (a task model's layer weights) | block index 0..N-1")
     p.add_argument("--format", default="npy", choices=("npy", "ark"))
+    p.add_argument("--channels", default="split", choices=("split", "mix"),
+                   help="multi-channel files: each channel on its own (<key>@ch<c>), or their "
+                        "mean")
     p.add_argument("--chunk_size", type=int, default=64, help="0: full context at once")
     p.add_argument("--left_context_size", type=int, default=128)
     p.add_argument("--right_context_size", type=int, default=128)
@@ -109,6 +115,8 @@ def main(argv=None):
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     rows = read_manifest(args.data)
+    if args.channels == "split":
+        rows = [side for row in rows for side in split_channels(row)]
     model = load_model_folder(args.model_dir, args.device)
     check_layer(args.layer, model)
     out = Path(args.output_dir)

@@ -25,20 +25,18 @@ and paths out of logs and ``skipped.tsv``, and names utterances in ``text``, ``r
 ``errors.tsv`` and SRT files by their 1-based position in the input list.
 """
 import argparse
-import dataclasses
 import json
 import logging
 import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-import soundfile as sf
 import torch
 from tqdm import tqdm
 
 from chunkformer.bin.common import add_key_mode_option, tool_main, user_error_message
 from chunkformer.data.audio import (INT16_SCALE, SAMPLE_RATE, AudioError, audio_duration,
-                                    load_row)
+                                    load_row, split_channels)
 from chunkformer.data.manifest import ManifestError, display_key, read_manifest, read_text
 from chunkformer.data.skips import SkipLog
 from chunkformer.decoding.batch import MODES, check_mode, decode_features, frame_budget
@@ -105,14 +103,10 @@ class Recognizer:
         out = []
         for position, item in enumerate(items, start=1):
             self.names[item.key] = self.name(item.key, position)
-            count = 1 if item.channel is not None else audio_channels(item.audio)
-            if count < 2:
-                out.append(item)
-                continue
-            for c in range(count):
-                side = dataclasses.replace(item, key=f"{item.key}@ch{c}", channel=c)
-                self.sides[side.key] = (item, c, count)
-                out.append(side)
+            sides = split_channels(item)
+            if len(sides) > 1:
+                self.sides.update((s.key, (item, s.channel, len(sides))) for s in sides)
+            out += sides
         return out
 
     def name(self, key: str, position: int) -> str:
@@ -213,14 +207,6 @@ class Recognizer:
         mode = self.args.key_mode
         logging.warning("skipped %s (%s): %s", display_key(key, mode), display_key(audio, mode),
                         why)
-
-
-def audio_channels(path) -> int:
-    """Channels of an audio file (1 when it cannot be read: decoding then reports why)."""
-    try:
-        return sf.info(str(path)).channels
-    except RuntimeError:
-        return 1
 
 
 def write_srt(path: Path, segments):

@@ -9,6 +9,7 @@ with torchaudio's default windowed-sinc resampler.
 :class:`FbankStream` serves fbank frame ranges of arbitrarily long recordings while reading only
 the samples those frames need, so memory does not grow with the length of a call.
 """
+import dataclasses
 import functools
 import math
 import os
@@ -180,6 +181,23 @@ def load_audio(source, sample_rate=None, start=None, end=None,
         wave = wave[s:e]
     _check_samples(wave, what)
     return _to_16k(wave, sample_rate)
+
+
+def audio_channels(path) -> int:
+    """Channels of an audio file (1 when it cannot be read: loading it then says why)."""
+    try:
+        return sf.info(str(path)).channels
+    except RuntimeError:
+        return 1
+
+
+def split_channels(row) -> list:
+    """A manifest row → one row per channel (key ``<key>@ch<c>``, ``channel`` c) when it names
+    no channel and its file has several; else ``[row]``."""
+    count = 1 if row.channel is not None else audio_channels(row.audio)
+    if count < 2:
+        return [row]
+    return [dataclasses.replace(row, key=f"{row.key}@ch{c}", channel=c) for c in range(count)]
 
 
 def load_row(row) -> torch.Tensor:

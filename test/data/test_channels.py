@@ -166,3 +166,18 @@ def test_split_channels_give_one_time_ordered_transcript(tmp_path, turns, ref_mo
     main([*common, "--data", str(turns / "call.wav"), "--output_dir", str(tmp_path / "mix")])
     mixed = json.loads(open(tmp_path / "mix" / "result.jsonl").readline())
     assert "channel" not in json.dumps(mixed["segments"])
+
+
+def test_embeddings_of_a_stereo_call_are_per_channel(tmp_path, turns, ref_model_dir):
+    from chunkformer.bin.extract_embeddings import main
+
+    common = ["--model_dir", str(ref_model_dir), "--chunk_size", "0"]
+    main([*common, "--data", str(turns), "--output_dir", str(tmp_path / "files")])
+    main([*common, "--data", str(turns / "call.wav"), "--output_dir", str(tmp_path / "split")])
+    for c, side in enumerate(("agent", "customer")):
+        a = np.load(tmp_path / "split" / "frames" / f"call%40ch{c}.npy")
+        b = np.load(tmp_path / "files" / "frames" / f"{side}.npy")
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-4
+    main([*common, "--data", str(turns / "call.wav"), "--output_dir", str(tmp_path / "mix"),
+          "--channels", "mix"])
+    assert (tmp_path / "mix" / "frames" / "call.npy").exists()
