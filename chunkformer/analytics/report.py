@@ -29,12 +29,15 @@ import torch
 
 from chunkformer.analytics.cluster import agglomerative
 from chunkformer.analytics.turn_outcome import NO_ROLE, Turn, TurnOutcome, describe
-from chunkformer.data.audio import load_audio
+from chunkformer.data.audio import audio_channels, load_audio
 from chunkformer.decoding.batch import decode_features
 from chunkformer.heads.pooling import AttentiveStatsPooling
 
 FRAME = 0.08  # seconds per encoder frame
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+
+
+CHANNEL_ROLES = ("left", "right")  # the sides of a two-channel call
 
 
 @dataclass
@@ -84,22 +87,31 @@ def _frames_of(segment: Segment, total: int) -> slice:
 @torch.no_grad()
 def transcribe(asr_model, task_model, audio, turns: Optional[Sequence[dict]] = None,
                max_silence: float = 0.5) -> List[Segment]:
-    """The call's transcript as segments split at silences: each known turn decoded on its own
-    (word times shifted to the call's clock; a model that never heard a turn change inside
-    one utterance does better on one speaker at a time), else the whole call at once."""
-    pieces = [(t["start"], t["end"], t.get("role")) for t in turns] if turns else \
-        [(None, None, None)]
+    """The call's transcript as segments split at silences, in time order: each known turn
+    decoded on its own (word times shifted to the call's clock; a model that never heard a turn
+    change inside one utterance does better on one speaker at a time), else each channel of a
+    two-channel recording on its own (role ``left`` / ``right``: a side of the call), else the
+    whole call at once."""
+    channels = audio_channels(audio) if isinstance(audio, (str, Path)) and not turns else 1
+    if turns:
+        pieces = [(t["start"], t["end"], t.get("role"), None) for t in turns]
+    elif channels > 1:
+        names = CHANNEL_ROLES if channels == 2 else [f"ch{c}" for c in range(channels)]
+        pieces = [(None, None, names[c], c) for c in range(channels)]
+    else:
+        pieces = [(None, None, None, None)]
     segments = []
-    for start, end, role in pieces:
-        feats = task_model.features(audio, start=start, end=end)
+    for start, end, role, channel in pieces:
+        feats = task_model.features(audio, start=start, end=end, channel=channel)
         transcript = decode_features(asr_model, [feats.to(asr_model.device)], 0, 0, 0)[0]
         shift = start or 0.0
         for seg in transcript.segments(max_silence):
             words = [{**w, "start": round(w["start"] + shift, 3),
                       "end": round(w["end"] + shift, 3)} for w in seg["words"]]
             if words:
-                segments.append(Segment(words[0]["start"], words[-1]["end"], words, role=role))
-    return segments
+                segments.append(Segment(words[0]["start"], words[-1]["end"], words,
+                                        speaker=channel or 0, role=role))
+    return sorted(segments, key=lambda s: s.start)
 
 
 @torch.no_grad()
@@ -156,12 +168,13 @@ def analyse_call(key: str, audio, asr_model, task_model, outcome_head: Optional[
     def head_frames(name):
         return task_model.head_input(name, run["enc"], run["layers"])[0, :total]
 
-    # speaker turns: the known turns' roles, else clusters of segment embeddings
+    # speaker turns: the known turns' roles, the channels' sides (set by transcribe), else
+    # clusters of segment embeddings
     if turns:
         roles = list(dict.fromkeys(str(t.get("role") or NO_ROLE) for t in turns))
         for s in segments:
             s.speaker = roles.index(str(s.role or NO_ROLE))
-    elif len(segments) >= num_speakers > 1:
+    elif len(segments) >= num_speakers > 1 and not any(s.role for s in segments):
         if speaker_head:
             head = task_model.heads[speaker_head]
             x = head_frames(speaker_head)

@@ -115,9 +115,11 @@ class EncoderWithHeads(nn.Module):
     def device(self):
         return next(self.parameters()).device
 
-    def features(self, audio, sample_rate=None, start=None, end=None) -> torch.Tensor:
-        """Path or waveform → (T, 80) fbank, as the ASR model computes it."""
-        return model_features(self.config, audio, sample_rate, start, end)
+    def features(self, audio, sample_rate=None, start=None, end=None,
+                 channel=None) -> torch.Tensor:
+        """Path or waveform (``channel``: only that one) → (T, 80) fbank, as the ASR model
+        computes it."""
+        return model_features(self.config, audio, sample_rate, start, end, channel)
 
     def head_input(self, name: str, enc, layers):
         i = self.specs[name]["input"]

@@ -182,3 +182,26 @@ def test_outcome_from_turn_scores_weighs_the_deciding_turn(models, ref_meta, ref
     with pytest.raises(ValueError, match=r"needs head\(s\) \['sentiment'\]"):
         analyse_call("c", wav, asr, task, None, [], None, turns=turns, turn_outcome=TurnOutcome(
             ["a", "b"], ["customer/sentiment/neg"], np.zeros((2, 1)), np.zeros(2)))
+
+
+def test_a_stereo_call_is_transcribed_side_by_side(models, vi_speech, tmp_path):
+    """A two-channel call without known turns: each side decoded alone, its segments carry the
+    side as role and speaker, in time order; the words are those of each side's own file."""
+    import soundfile as sf
+
+    asr, task, _ = models
+    a, b = (sf.read(vi_speech[i][0], dtype="int16")[0] for i in (0, 2))
+    left = np.concatenate([a, np.zeros(len(b) + 8000, np.int16)])
+    right = np.concatenate([np.zeros(len(a) + 8000, np.int16), b])
+    sf.write(tmp_path / "call.wav", np.stack([left, right], axis=1), 16000, subtype="PCM_16")
+    analysis = analyse_call("stereo", str(tmp_path / "call.wav"), asr, task, "outcome", [],
+                            None)
+    assert {s.role for s in analysis.segments} == {"left", "right"}
+    assert all(s.speaker == ("left", "right").index(s.role) for s in analysis.segments)
+    assert [s.start for s in analysis.segments] == sorted(s.start for s in analysis.segments)
+    for c, side in enumerate((left, right)):
+        sf.write(tmp_path / f"side{c}.wav", side, 16000, subtype="PCM_16")
+        alone = asr.batch_decode([str(tmp_path / f"side{c}.wav")], chunk_size=0)[0]
+        words = [w["word"] for s in analysis.segments if s.role == ("left", "right")[c]
+                 for w in s.words]
+        assert "".join(words) == alone.replace(" ", "")
