@@ -62,12 +62,13 @@ def atomic_save(obj, path: Path):
 
 class CheckpointDir:
     """``<exp>/checkpoints``: step_<N>.pt files, ``latest``, ``history.json`` (step → dev
-    metrics), keeping the last ``keep_last`` and the best ``keep_best`` by dev loss."""
+    metrics), keeping the last ``keep_last`` and the best ``keep_best`` by the dev ``metric``
+    (lower is better)."""
 
-    def __init__(self, exp_dir, keep_last: int = 5, keep_best: int = 5):
+    def __init__(self, exp_dir, keep_last: int = 5, keep_best: int = 5, metric: str = "loss"):
         self.dir = Path(exp_dir) / "checkpoints"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.keep_last, self.keep_best = keep_last, keep_best
+        self.keep_last, self.keep_best, self.metric = keep_last, keep_best, metric
 
     def path(self, step: int) -> Path:
         return self.dir / f"step_{step:08d}.pt"
@@ -94,7 +95,8 @@ class CheckpointDir:
 
     def _prune(self, history):
         steps = self.steps()
-        keep = set(steps[-self.keep_last:]) | set(self.best(self.keep_best, history))
+        keep = set(steps[-self.keep_last:]) | set(self.best(self.keep_best, history,
+                                                            self.metric))
         for s in steps:
             if s not in keep:
                 self.path(s).unlink()

@@ -37,6 +37,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from chunkformer.config import ConfigError
 from chunkformer.data.dataset import SKIP_KINDS
 from chunkformer.data.manifest import display_key
 from chunkformer.data.text import normalize_text
@@ -129,8 +130,15 @@ class Trainer:
             these lists (C ≤ 0: full context); the train CLI takes them from the model's
             ``encoder_conf.dynamic_*_sizes`` when the config names them there.
         streaming: draw R among the right contexts below C only (``encoder_conf.streaming``).
-        val_context: (C, L, R) used to decode the dev set; log_every, val_every, save_every:
-            in optimizer steps; keep_last / keep_best checkpoints; nan_limit.
+        val_context: (C, L, R) of the dev loss and of the dev ``cer`` / ``wer``.
+        val_contexts: more deployment contexts to decode the dev set in, by name (e.g.
+            ``{full: [0, 0, 0], chunk64: [64, 128, 128], low: [16, 16, 8]}``): each logs
+            ``cer_<name>`` / ``wer_<name>``, so one model is checked offline, chunked and at
+            low latency.
+        best_metric: the dev metric (lower is better) that chooses the ``keep_best``
+            checkpoints: ``loss``, ``cer``, ``wer`` or ``cer_<name>`` / ``wer_<name>``.
+        log_every, val_every, save_every: in optimizer steps; keep_last / keep_best
+            checkpoints; nan_limit.
         key_mode: how utterance ids and audio paths appear in ``skipped.tsv`` ("plain",
             "hash" or "omit": call ids may carry phone numbers).
         max_skipped_fraction: training stops (:class:`DataError`, naming the main reasons)
@@ -147,7 +155,9 @@ class Trainer:
                  amp: str = "none", seed: int = 0, chunk_sizes: Sequence[int] = (-1,),
                  left_context_sizes: Sequence[int] = (0,),
                  right_context_sizes: Sequence[int] = (0,), streaming: bool = False,
-                 val_context: Sequence[int] = (0, 0, 0), log_every: int = 10,
+                 val_context: Sequence[int] = (0, 0, 0),
+                 val_contexts: Optional[Dict[str, Sequence[int]]] = None,
+                 best_metric: str = "loss", log_every: int = 10,
                  val_every: int = 500, save_every: int = 500, keep_last: int = 5,
                  keep_best: int = 5, nan_limit: int = 10, key_mode: str = "plain",
                  max_skipped_fraction: float = 0.5,
@@ -163,6 +173,13 @@ class Trainer:
         self.contexts = (list(chunk_sizes), list(left_context_sizes), list(right_context_sizes))
         self.streaming = bool(streaming)
         self.val_context = tuple(val_context)
+        self.decode_contexts = {"": self.val_context, **{
+            f"_{name}": tuple(ctx) for name, ctx in (val_contexts or {}).items()}}
+        known = ["loss"] + [f"{m}{suffix}" for suffix in self.decode_contexts
+                            for m in ("cer", "wer")]
+        if best_metric not in known:
+            raise ConfigError(f"train.best_metric {best_metric!r} is not one of "
+                              f"{', '.join(known)}")
         self.log_every, self.val_every, self.save_every = log_every, val_every, save_every
         self.nan_limit = nan_limit
         display_key("", key_mode)  # an unknown mode fails here, not at the first bad row
@@ -184,7 +201,7 @@ class Trainer:
         self.ddp = DistributedDataParallel(
             self.loss_of, find_unused_parameters=getattr(model, "varying_graph", False)
         ) if env.distributed else None
-        self.ckpt = CheckpointDir(self.exp_dir, keep_last, keep_best)
+        self.ckpt = CheckpointDir(self.exp_dir, keep_last, keep_best, best_metric)
         self.step = self.epoch = self.position = self.nan_run = 0
         self.stop_signal, self.stop_requested = None, False
         self.writer = self.log_file = None
@@ -364,7 +381,8 @@ class Trainer:
         self.model.eval()
         names = self.model.stat_names
         stats = [0.0] * (2 * len(names))  # per statistic: value·n, n
-        errors = [0.0] * 4  # word errors, words, char errors, chars
+        errors = [0.0] * (4 * len(self.decode_contexts))  # per context: word errors, words,
+        # char errors, chars
         kinds = [0.0] * len(SKIP_KINDS)  # dev items skipped, by kind
         cuda = [self.env.device] if self.env.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
@@ -394,24 +412,29 @@ class Trainer:
         metrics = {name: totals[2 * i] / totals[2 * i + 1] for i, name in enumerate(names)
                    if totals[2 * i + 1] > 0}
         if self.tokenizer is not None:
-            we, wn, ce, cn = totals[len(stats):len(stats) + 4]
-            metrics.update(wer=100.0 * we / max(wn, 1), cer=100.0 * ce / max(cn, 1))
+            for i, suffix in enumerate(self.decode_contexts):
+                we, wn, ce, cn = totals[len(stats) + 4 * i:len(stats) + 4 * i + 4]
+                metrics.update({f"wer{suffix}": 100.0 * we / max(wn, 1),
+                                f"cer{suffix}": 100.0 * ce / max(cn, 1)})
         metrics["utterances"] = int(totals[1])  # stat_names[0] is "loss", always there
         self.log("dev", metrics)
         return metrics
 
     def error_counts(self, b) -> List[float]:
-        """Greedy CTC word and character errors of one dev batch: [word errors, words,
-        char errors, chars]."""
-        counts = [0.0] * 4
+        """Greedy CTC word and character errors of one dev batch in each decoding context:
+        [word errors, words, char errors, chars] per context, concatenated."""
         feats = [f[:t] for f, t in zip(b.feats, b.feats_lens.tolist())]
-        hyps = decode_features(self.model, feats, *self.val_context)
-        for hyp, target, length in zip(hyps, b.targets, b.target_lens.tolist()):
-            ref = normalize_text(self.tokenizer.decode(target[:length].tolist()))
-            w = error_counts(ref, normalize_text(hyp.text), "word")
-            c = error_counts(ref, normalize_text(hyp.text), "char")
-            counts = [a + x for a, x in zip(counts, (*w, *c))]
-        return counts
+        refs = [normalize_text(self.tokenizer.decode(target[:length].tolist()))
+                for target, length in zip(b.targets, b.target_lens.tolist())]
+        out = []
+        for ctx in self.decode_contexts.values():
+            counts = [0.0] * 4
+            for hyp, ref in zip(decode_features(self.model, feats, *ctx), refs):
+                w = error_counts(ref, normalize_text(hyp.text), "word")
+                c = error_counts(ref, normalize_text(hyp.text), "char")
+                counts = [a + x for a, x in zip(counts, (*w, *c))]
+            out += counts
+        return out
 
     # ---------------------------------------------------------------- state
     def state_dict(self, rng: List[Dict]) -> Dict:

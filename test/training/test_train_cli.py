@@ -413,3 +413,28 @@ def test_shipped_finetune_config_runs_with_its_settings(experiment, small_releas
     assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4]
     assert all(math.isfinite(r["loss"]) for r in rows if r["split"] == "train")
     assert [r["utterances"] for r in rows if r["split"] == "dev"] == [16, 16]
+
+
+def test_dev_cer_in_each_deployment_context_and_best_by_any(experiment, tmp_path):
+    """train.val_contexts: dev CER/WER logged per named context; train.best_metric keeps (and
+    average_model --mode best picks) checkpoints by one of them; an unknown metric is an
+    error that lists the known ones."""
+    exp = tmp_path / "exp"
+    _train(experiment, exp, "--override",
+           "train.val_contexts={full: [0, 0, 0], low: [8, 8, 2]}", "train.val_every=2",
+           "train.best_metric=cer_low", "train.keep_last=1", "train.keep_best=2")
+    dev = [json.loads(x) for x in open(exp / "train_log.jsonl")]
+    dev = {r["step"]: r for r in dev if r["split"] == "dev"}
+    assert set(dev) == {2, 4, 6, 8}
+    assert all({"cer", "cer_full", "cer_low", "wer_low"} <= set(r) for r in dev.values())
+    assert all(r["cer_full"] == r["cer"] for r in dev.values())  # val_context is full too
+    best = sorted(dev, key=lambda s: (dev[s]["cer_low"], s))[:2]
+    kept = sorted(int(p.stem[5:]) for p in (exp / "checkpoints").glob("step_*.pt"))
+    assert set(best) <= set(kept) and set(kept) <= set(best) | {8}
+    r = subprocess.run([sys.executable, "-m", "chunkformer.bin.average_model", "--exp_dir",
+                        str(exp), "--num", "1", "--mode", "best", "--out", str(tmp_path / "f")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"averaged 1 checkpoints (steps {best[0]})" in r.stdout
+    r = _train(experiment, tmp_path / "bad", "--override", "train.best_metric=cer_lo", ok=False)
+    assert r.returncode == 1 and "error: train.best_metric 'cer_lo' is not one of" in r.stderr
