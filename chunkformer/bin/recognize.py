@@ -240,10 +240,7 @@ def main(argv=None):
         sys.exit(f"error: {e}")
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        recognizer = Recognizer(model, args, out)
-    except ValueError as e:  # --channel_roles
-        sys.exit(f"error: {e}")
+    recognizer = Recognizer(model, args, out)  # a bad --channel_roles: ConfigError
     if args.channels == "split":
         items = recognizer.split_channels(items)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.dtype)

@@ -58,20 +58,24 @@ def audio_duration(path) -> float:
         return f.frames / f.samplerate
 
 
+def check_channel(what, channels: int, channel: Optional[int]) -> None:
+    """AudioError when audio of ``channels`` channels has no channel ``channel``."""
+    if channel is not None and channel >= channels:
+        raise AudioError(f"{what}: has {channels} channel(s); channel {channel} was asked for")
+
+
 def _mono(x: np.ndarray, what, channel: Optional[int] = None) -> torch.Tensor:
     """(samples,) or (samples, channels) float array → (samples,) float32 tensor: the mean of
     the channels, or only ``channel`` (0-based) when given."""
-    if x.ndim == 1 and channel:
-        raise AudioError(f"{what}: has 1 channel; channel {channel} was asked for")
+    if x.ndim == 1:
+        check_channel(what, 1, channel)
     if x.ndim == 2:
         if 0 < x.shape[0] < x.shape[1]:
             raise ValueError(
                 f"{what}: array of shape {tuple(x.shape)} looks like (channels, samples); "
                 "pass (samples,) or (samples, channels) as soundfile returns"
             )
-        if channel is not None and channel >= x.shape[1]:
-            raise AudioError(f"{what}: has {x.shape[1]} channel(s); channel {channel} was "
-                             "asked for")
+        check_channel(what, x.shape[1], channel)
         x = x.mean(axis=1) if channel is None else x[:, channel]
     elif x.ndim != 1:
         raise ValueError(f"{what}: expected (samples,) or (samples, channels), got {x.shape}")
@@ -254,9 +258,7 @@ class FbankStream:
             self._path, self._wave = Path(source), None
             with _open(self._path) as f:
                 self.sample_rate, self._native_len = f.samplerate, f.frames
-                if channel is not None and channel >= f.channels:
-                    raise AudioError(f"{self._path}: has {f.channels} channel(s); channel "
-                                     f"{channel} was asked for")
+                check_channel(self._path, f.channels, channel)
         else:
             self._path, self._wave = None, load_audio(source, sample_rate, channel=channel)
             self.sample_rate, self._native_len = SAMPLE_RATE, self._wave.numel()

@@ -26,7 +26,7 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from chunkformer.data.audio import AudioError, audio_duration, load_audio
+from chunkformer.data.audio import AudioError, audio_duration, check_channel, load_audio
 from chunkformer.data.manifest import ManifestError, Utterance
 
 SHARD_LIST = "shards.list"
@@ -48,9 +48,7 @@ def _segment_bytes(row: Utterance) -> Tuple[bytes, float]:
     # float64 holds every integer sample type exactly, so the WAV gets the very same samples.
     samples, rate = sf.read(row.audio, start=s, stop=e, dtype="float64", always_2d=True)
     if row.channel is not None:  # the member holds the row's channel only
-        if row.channel >= samples.shape[1]:
-            raise AudioError(f"{row.audio}: has {samples.shape[1]} channel(s); channel "
-                             f"{row.channel} was asked for")
+        check_channel(row.audio, samples.shape[1], row.channel)
         samples = samples[:, row.channel:row.channel + 1]
     subtype = info.subtype if sf.check_format("WAV", info.subtype) else "FLOAT"
     out = io.BytesIO()

@@ -7,6 +7,7 @@ time; every segment and word carries its ``channel`` and, when roles are given, 
 """
 from typing import Dict, List, Optional, Sequence
 
+from chunkformer.config import ConfigError
 from chunkformer.decoding.transcript import Transcript
 
 
@@ -16,7 +17,7 @@ def parse_roles(text: Optional[str]) -> List[str]:
         return []
     roles = [r.strip() for r in text.split(",")]
     if any(not r for r in roles):
-        raise ValueError(f"--channel_roles {text!r}: expected names separated by commas")
+        raise ConfigError(f"--channel_roles {text!r}: expected names separated by commas")
     return roles
 
 

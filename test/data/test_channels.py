@@ -76,7 +76,9 @@ def test_a_channel_is_read_alone(call):
         FbankStream(stereo, channel=5)
 
 
-def test_training_examples_and_shards_read_the_row_channel(tmp_path, call):
+def test_load_row_and_shards_read_the_row_channel(tmp_path, call):
+    """load_row (what training examples, CMVN and fbank read) and shard members hold the
+    row's channel alone."""
     from chunkformer.data.shards import iterate_shard, write_shards
 
     stereo, monos, texts = call
