@@ -30,6 +30,7 @@ class Batch:
         skipped: (key, reason) of the items of this batch that were left out.
         labels: {field: (B,) int64 class ids, -1 where an utterance has no such label} for
             the classification heads (empty for ASR and pretraining).
+        rows: list rows the B examples hold (more than B when long-form examples join rows).
     """
 
     keys: List[str]
@@ -40,11 +41,12 @@ class Batch:
     audio_seconds: float
     skipped: List[Skipped] = field(default_factory=list)
     labels: Dict[str, torch.Tensor] = field(default_factory=dict)
+    rows: int = 0
 
     def _map(self, fn) -> "Batch":
         return Batch(self.keys, fn(self.feats), fn(self.feats_lens), fn(self.targets),
                      fn(self.target_lens), self.audio_seconds, self.skipped,
-                     {k: fn(v) for k, v in self.labels.items()})
+                     {k: fn(v) for k, v in self.labels.items()}, self.rows)
 
     def to(self, device, non_blocking: bool = False) -> "Batch":
         """The tensors moved to ``device``."""
@@ -56,7 +58,9 @@ class Batch:
 
 
 def collate(items: Sequence, num_mel_bins: int = 80) -> Batch:
-    """Dataset items (example dicts and :class:`Skipped`) → :class:`Batch`, in item order."""
+    """Dataset items (example dicts and :class:`Skipped`, or lists of them) → :class:`Batch`,
+    in item order."""
+    items = [x for item in items for x in (item if isinstance(item, list) else [item])]
     examples = [x for x in items if not isinstance(x, Skipped)]
     skipped = [x for x in items if isinstance(x, Skipped)]
     lens = torch.tensor([e["feats"].size(0) for e in examples], dtype=torch.long)
@@ -74,4 +78,5 @@ def collate(items: Sequence, num_mel_bins: int = 80) -> Batch:
     return Batch(keys=[e["key"] for e in examples], feats=feats, feats_lens=lens,
                  targets=targets, target_lens=target_lens,
                  audio_seconds=float(sum(e["audio_seconds"] for e in examples)),
-                 skipped=skipped, labels=labels)
+                 skipped=skipped, labels=labels,
+                 rows=sum(e.get("rows", 1) for e in examples))

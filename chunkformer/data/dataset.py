@@ -29,6 +29,8 @@ import torch
 
 from chunkformer.data.audio import AudioError, load_row
 from chunkformer.data.features import SAMPLE_RATE, SHIFT, compute_fbank
+from chunkformer.data.long_form import (Composition, LongFormConfig, join_features, kept_gaps,
+                                         members_of)
 from chunkformer.encoder.subsampling import subsampled_length
 
 SKIP_KINDS = ("unreadable audio", "missing features", "empty transcript", "unknown characters",
@@ -120,8 +122,9 @@ class ExampleBuilder:
     shard stream.
 
     An example is ``{"key": str, "feats": (T, F) float32, "targets": (U,) int64,
-    "audio_seconds": float}``; ``audio_seconds`` is the source audio's length (before speed
-    perturbation), the unit of throughput.
+    "audio_seconds": float, "rows": int}``; ``audio_seconds`` is the source audio's length
+    (before speed perturbation, gaps not counted), the unit of throughput; ``rows`` the rows it
+    joins (1 unless long-form).
 
     Args:
         tokenizer: has ``encode(text) -> (ids, unknown_chars)``; None for audio only.
@@ -135,13 +138,19 @@ class ExampleBuilder:
             each field (a list column, or ``speaker`` / ``group``) → ``example["labels"]``;
             a row without the field gets no label (-1 in the batch), a value outside the
             classes is skipped as "unknown label".
+        long_form: how :meth:`compose` fills the gaps between joined rows (None: rows are
+            never joined).
     """
 
     def __init__(self, tokenizer, waveform_transforms: Sequence = (),
                  feature_transforms: Sequence = (), num_mel_bins: int = 80,
                  dither: float = 0.0, feats_scp=None,
-                 label_fields: Optional[Dict[str, Dict[str, int]]] = None):
-        self.tokenizer = tokenizer
+                 label_fields: Optional[Dict[str, Dict[str, int]]] = None,
+                 long_form: Optional[LongFormConfig] = None):
+        if long_form is not None and label_fields:
+            raise ValueError("data.long_form joins utterances into one example, which cannot "
+                             "carry one class label; turn it off for classification heads")
+        self.tokenizer, self.long_form = tokenizer, long_form
         self.label_fields = dict(label_fields or {})
         self.waveform_transforms = list(waveform_transforms)
         self.feature_transforms = list(feature_transforms)
@@ -155,25 +164,57 @@ class ExampleBuilder:
                  ) -> Union[Dict, Skipped]:
         """Build the example of ``row`` with randomness from ``g``; ``read_wave()`` gives its
         16 kHz samples (default: ``load_audio`` of the row's file and segment)."""
-        try:
-            targets = self._targets(row.text)
-            labels = self._labels(row)
-            feats, seconds = self._features(row, g, read_wave)
-            encoder_frames = int(subsampled_length(feats.size(0)))
-            if encoder_frames < 1:
-                raise _Skip(f"too short: {feats.size(0)} fbank frames ({seconds:.3f} s); the "
-                            "8x subsampling needs at least 15")
-            if targets.numel() > encoder_frames:
-                raise _Skip(f"transcript too long: {targets.numel()} tokens for "
-                            f"{encoder_frames} encoder frames ({seconds:.2f} s)")
-        except _Skip as e:
-            return Skipped.of(row, str(e))
-        except AudioError as e:
-            return Skipped.of(row, f"unreadable audio: {e}")
-        example = {"key": row.key, "feats": feats, "targets": targets, "audio_seconds": seconds}
+        return self.compose([row], (), g, [read_wave])[0]
+
+    def compose(self, rows: Sequence, gaps: Sequence[float], g: torch.Generator,
+                read_waves: Optional[Sequence[Optional[Callable]]] = None
+                ) -> List[Union[Dict, Skipped]]:
+        """Rows joined into one example with ``gaps[i]`` seconds between rows i and i + 1
+        (:mod:`chunkformer.data.long_form`; one row: the plain example) → ``[example]`` plus a
+        :class:`Skipped` for each row left out (the others are still joined), or only the
+        Skipped when nothing is left. The example's ``rows`` counts the rows it holds."""
+        read_waves = read_waves or [None] * len(rows)
+        parts, kept, texts, labels, seconds, skipped = [], [], [], {}, 0.0, []
+        for i, (row, read_wave) in enumerate(zip(rows, read_waves)):
+            try:
+                targets = self._targets(row.text)
+                labels = self._labels(row)
+                feats, row_seconds = self._raw_features(row, g, read_wave)
+                self._check_lengths(feats.size(0), targets.numel(), row_seconds)
+            except _Skip as e:
+                skipped.append(Skipped.of(row, str(e)))
+                continue
+            except AudioError as e:
+                skipped.append(Skipped.of(row, f"unreadable audio: {e}"))
+                continue
+            parts.append(feats)
+            kept.append(i)
+            texts.append(row.text)
+            seconds += row_seconds
+        if not parts:
+            return skipped
+        if len(parts) > 1:
+            feats = join_features(parts, kept_gaps(gaps, kept), self.long_form, g)
+            targets = self._targets(" ".join(texts))
+        for transform in self.feature_transforms:
+            feats = transform(feats, g)
+        key = "+".join(rows[i].key for i in kept)
+        example = {"key": key, "feats": feats.float(), "targets": targets,
+                   "audio_seconds": seconds, "rows": len(parts)}
         if self.label_fields:
             example["labels"] = labels
-        return example
+        return [example] + skipped
+
+    @staticmethod
+    def _check_lengths(frames: int, tokens: int, seconds: float):
+        """Raise _Skip when the features cannot carry the transcript through CTC."""
+        encoder_frames = int(subsampled_length(frames))
+        if encoder_frames < 1:
+            raise _Skip(f"too short: {frames} fbank frames ({seconds:.3f} s); the 8x "
+                        "subsampling needs at least 15")
+        if tokens > encoder_frames:
+            raise _Skip(f"transcript too long: {tokens} tokens for {encoder_frames} encoder "
+                        f"frames ({seconds:.2f} s)")
 
     def _labels(self, row) -> Dict[str, int]:
         """The row's class ids of the label fields (fields it lacks are left out)."""
@@ -203,31 +244,30 @@ class ExampleBuilder:
             raise _Skip(f"empty transcript: no tokens left from {text!r}")
         return torch.as_tensor(ids, dtype=torch.long)
 
-    def _features(self, row, g: torch.Generator, read_wave) -> Tuple[torch.Tensor, float]:
-        """Row → ((T, F) fbank after the transforms, seconds of source audio)."""
+    def _raw_features(self, row, g: torch.Generator, read_wave) -> Tuple[torch.Tensor, float]:
+        """Row → ((T, F) fbank after the waveform transforms and dither, before the feature
+        transforms; seconds of source audio)."""
+        dither_seed = _seed_from(g)  # drawn either way: precomputed fbank joins like audio
         if self.feats is not None:
             if row.key not in self.feats:
                 raise _Skip("missing features: no entry in feats.scp")
             feats = torch.from_numpy(np.array(kaldiio.load_mat(self.feats[row.key])))
-            seconds = feats.size(0) * SHIFT / SAMPLE_RATE
-        else:
-            wave = (read_wave() if read_wave is not None
-                    else load_row(row))  # (N,)
-            seconds = wave.numel() / SAMPLE_RATE
-            for transform in self.waveform_transforms:
-                wave = transform(wave, g)
-            # kaldi.fbank dithers with the global RNG: seed a private copy of it.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(_seed_from(g))
-                feats = compute_fbank(wave, self.num_mel_bins, dither=self.dither)
-        for transform in self.feature_transforms:
-            feats = transform(feats, g)
-        return feats.float(), seconds
+            return feats, feats.size(0) * SHIFT / SAMPLE_RATE
+        wave = read_wave() if read_wave is not None else load_row(row)  # (N,)
+        seconds = wave.numel() / SAMPLE_RATE
+        for transform in self.waveform_transforms:
+            wave = transform(wave, g)
+        # kaldi.fbank dithers with the global RNG: seed a private copy of it.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(dither_seed)
+            return compute_fbank(wave, self.num_mel_bins, dither=self.dither), seconds
 
 
 class SpeechDataset(torch.utils.data.Dataset):
-    """Map-style dataset over manifest rows: item ``(epoch, index)`` → ``build(rows[index])``
-    with the generator of (seed, epoch, index).
+    """Map-style dataset over manifest rows: item ``(epoch, unit)`` → the example (or
+    :class:`Skipped`) of ``rows[unit]`` when ``unit`` is an index, the list of items of
+    :meth:`ExampleBuilder.compose` when it is a :class:`~chunkformer.data.long_form.Composition`
+    (rows joined); randomness from the generator of (seed, epoch, first row index).
 
     Args:
         rows: :class:`~chunkformer.data.manifest.Utterance` rows (``key``, ``audio``,
@@ -242,6 +282,11 @@ class SpeechDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, item: Tuple[int, int]) -> Union[Dict, Skipped]:
-        epoch, index = item
-        return self.build(self.rows[index], example_generator(self.seed, epoch, index))
+    def __getitem__(self, item: Tuple[int, Union[int, Composition]]
+                    ) -> Union[Dict, Skipped, List]:
+        epoch, unit = item
+        members, gaps = members_of(unit)
+        g = example_generator(self.seed, epoch, members[0])
+        if isinstance(unit, Composition):
+            return self.build.compose([self.rows[i] for i in members], gaps, g)
+        return self.build(self.rows[unit], g)

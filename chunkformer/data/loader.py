@@ -14,9 +14,12 @@ Keys of ``data:`` (defaults in :class:`DataConfig`; an unknown key is an error):
     spec_augment: {}                # SpecAugment keywords ({}: its defaults); null: off
     telephone: null                 # TelephoneChannel keywords: {prob: 0.5, snr_db: [10, 30]}
     noise: null                     # NoiseMixer: {list: noises.txt, prob: 0.5, snr_db: [5, 20]}
+    long_form: null                 # join utterances into long examples (long_form.py):
+                                    # {prob: 0.5, seconds: [20, 60], gap: [0.2, 2.0],
+                                    #  gap_kinds: {background: 1, silence: 1, line: 1, breath: 1}}
 
-Augmentation and dither apply only with ``train=True``; evaluation data is read as at
-inference. With precomputed features (``feats_scp``) waveform augmentation is off and SpecAugment
+Augmentation, dither and long-form examples apply only with ``train=True``; evaluation data is
+read as at inference. With precomputed features (``feats_scp``) waveform augmentation is off and SpecAugment
 stays on.
 
 Sources. A list of manifest rows is served map-style (:class:`SpeechData`): batches are planned
@@ -49,6 +52,7 @@ from chunkformer.config import refuse_unknown
 from chunkformer.data.augment import NoiseMixer, SpecAugment, SpeedPerturb, TelephoneChannel
 from chunkformer.data.collate import Batch, collate
 from chunkformer.data.dataset import ExampleBuilder, SpeechDataset
+from chunkformer.data.long_form import LongFormConfig, LongFormPlanner, Timing
 from chunkformer.data.sampler import DynamicBatchSampler, seconds_to_frames, utterance_frames
 from chunkformer.data.shard_stream import ShardPlan, ShardStream, index_shards
 from chunkformer.data.shards import read_shard_list
@@ -80,6 +84,7 @@ class DataConfig:
     spec_augment: Optional[dict] = field(default_factory=dict)
     telephone: Optional[dict] = None
     noise: Optional[dict] = None
+    long_form: Optional[dict] = None
 
     @classmethod
     def from_dict(cls, conf: dict) -> "DataConfig":
@@ -282,23 +287,27 @@ def build_data(source, tokenizer, conf: dict, seed: int, rank: int = 0, world_si
         label_fields: {field: {class: id}} of the classification heads (``ExampleBuilder``).
     """
     cfg = DataConfig.from_dict(conf)
+    long_form = None if cfg.long_form is None else LongFormConfig.from_dict(cfg.long_form)
+    if not train:
+        long_form = None
     sharded = isinstance(source, (str, os.PathLike))
     if sharded and feats_scp is not None:
         raise ValueError("shards carry audio: precomputed features go with manifests")
     wave, feats, stretch = _transforms(cfg, train, waveform=feats_scp is None)
     dither = cfg.fbank.dither if train and feats_scp is None else 0.0
     build = ExampleBuilder(tokenizer, wave, feats, cfg.fbank.num_mel_bins, dither, feats_scp,
-                           label_fields)
+                           label_fields, long_form)
     uneven = "drop" if train else "empty"
     if sharded:
         shards = read_shard_list(source)
+        timings = index_shards(shards)
         frames = [np.array([seconds_to_frames(d, stretch) if _within(cfg, d) else -1
-                            for d in durations], dtype=np.int64)
-                  for durations in index_shards(shards)]
+                            for d in timing.durations], dtype=np.int64)
+                  for timing in timings]
         left_out = sum(int((f < 0).sum()) for f in frames)
         _log_left_out(left_out, sum(map(len, frames)), cfg)
         plan = ShardPlan(shards, frames, cfg.max_frames_in_batch, cfg.sort_window, seed,
-                         world_size, cfg.num_workers)
+                         world_size, cfg.num_workers, long_form, timings)
         return ShardData(ShardStream(plan, build, rank, seed), cfg, seed, uneven, left_out)
     rows = list(source)
     kept = [r for r in rows if r.duration is None or _within(cfg, r.duration)]
@@ -306,8 +315,9 @@ def build_data(source, tokenizer, conf: dict, seed: int, rank: int = 0, world_si
     if not kept:
         raise ValueError(f"no utterances to batch ({len(rows)} rows before the duration "
                          "limits)")
+    planner = None if long_form is None else LongFormPlanner(long_form, Timing.of_rows(kept))
     sampler = DynamicBatchSampler(utterance_frames(kept, stretch), cfg.max_frames_in_batch, seed,
                                   rank, world_size, shuffle=train, sort_window=cfg.sort_window,
-                                  uneven=uneven)
+                                  uneven=uneven, long_form=planner)
     return SpeechData(SpeechDataset(kept, build, seed), sampler, cfg, seed,
                       len(rows) - len(kept))

@@ -17,14 +17,19 @@ hang DDP collectives):
 - ``uneven="empty"`` (evaluation: no utterance dropped or counted twice): ranks short of a
   batch get an empty one (``[]``), which collates to a batch of size 0.
 
+With long-form examples (:mod:`chunkformer.data.long_form`) a training epoch first plans its
+units from the same generator (rows alone or joined into a
+:class:`~chunkformer.data.long_form.Composition`) and batches those, by their joined length.
+
 The plan is a pure function of (seed, epoch, rank, world size): resuming at batch k of an epoch
 recomputes it (milliseconds, no audio read) and starts at k.
 """
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 from chunkformer.data.features import SAMPLE_RATE, num_frames
+from chunkformer.data.long_form import LongFormPlanner, neighbour_order, unit_frames
 
 
 def seconds_to_frames(seconds: float, stretch: float = 1.0) -> int:
@@ -77,11 +82,14 @@ class DynamicBatchSampler:
         shuffle: shuffle utterances and batches (training); off, the order is by length.
         sort_window: utterances sorted together (larger = less padding, less randomness).
         uneven: "drop" (training) or "empty" (evaluation), how rank counts are equalised.
+        long_form: plans long-form units over the same rows each (shuffled) epoch; a batch
+            then holds units (an index, or a ``Composition`` of indices). None: indices only.
     """
 
     def __init__(self, frames: Sequence[int], max_frames_in_batch: int, seed: int = 0,
                  rank: int = 0, world_size: int = 1, shuffle: bool = True,
-                 sort_window: int = 1000, uneven: str = "drop"):
+                 sort_window: int = 1000, uneven: str = "drop",
+                 long_form: Optional[LongFormPlanner] = None):
         if max_frames_in_batch <= 0 or sort_window <= 0:
             raise ValueError(f"max_frames_in_batch ({max_frames_in_batch}) and sort_window "
                              f"({sort_window}) must be positive")
@@ -93,20 +101,33 @@ class DynamicBatchSampler:
         self.max_frames, self.seed = max_frames_in_batch, seed
         self.rank, self.world_size = rank, world_size
         self.shuffle, self.sort_window, self.uneven = shuffle, sort_window, uneven
+        self.long_form = long_form if shuffle else None
+        self._cached: tuple = (None, None)
 
-    def global_batches(self, epoch: int) -> List[List[int]]:
+    def global_batches(self, epoch: int) -> List[list]:
         """Every rank's batches of ``epoch``, before the split across ranks."""
+        if self._cached[0] == epoch:
+            return self._cached[1]
         rng = np.random.default_rng([self.seed, epoch])
-        n = len(self.frames)
-        order = rng.permutation(n) if self.shuffle else np.arange(n)
-        batches = pack(order, self.frames, self.max_frames, self.sort_window)
+        if self.long_form is None:
+            n = len(self.frames)
+            order = rng.permutation(n) if self.shuffle else np.arange(n)
+            batches = pack(order, self.frames, self.max_frames, self.sort_window)
+        else:
+            units = self.long_form.units(neighbour_order(self.long_form.timing, rng), rng)
+            frames = np.array([unit_frames(u, self.frames.__getitem__) for u in units],
+                              dtype=np.int64)
+            batches = pack(rng.permutation(len(units)), frames, self.max_frames,
+                           self.sort_window)
+            batches = [[units[i] for i in batch] for batch in batches]
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
+        self._cached = (epoch, batches)
         return batches
 
-    def batches(self, epoch: int) -> List[List[int]]:
+    def batches(self, epoch: int) -> List[list]:
         """This rank's batches of ``epoch``; the same count on every rank."""
-        batches, world = self.global_batches(epoch), self.world_size
+        batches, world = list(self.global_batches(epoch)), self.world_size
         if self.uneven == "empty":
             per_rank = -(-len(batches) // world)
             batches += [[]] * (per_rank * world - len(batches))

@@ -25,25 +25,28 @@ are still read through up to the utterances needed (tar is sequential).
 import json
 import tarfile
 from functools import partial
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from chunkformer.data.collate import Batch, collate
 from chunkformer.data.dataset import ExampleBuilder, example_generator
+from chunkformer.data.long_form import (LongFormConfig, LongFormPlanner, Timing, members_of,
+                                        unit_frames)
 from chunkformer.data.sampler import pack
 from chunkformer.data.shards import decode_audio, iterate_shard, split_shards
 
 Item = Tuple[int, int]  # (shard index in the list, position in the shard)
 
 
-def index_shards(shards: List[str]) -> List[np.ndarray]:
-    """(n_s,) float64 durations (seconds) of each shard's utterances, in shard order, from its
-    ``.json`` members."""
+def index_shards(shards: List[str]) -> List[Timing]:
+    """The :class:`~chunkformer.data.long_form.Timing` of each shard's utterances (durations,
+    groups, start / end in their source recordings), in shard order, from its ``.json``
+    members."""
     index = []
     for path in shards:
-        durations = []
+        metas = []
         try:
             with tarfile.open(path, "r:") as tar:  # seekable: iteration skips member data
                 for member in tar:
@@ -52,11 +55,20 @@ def index_shards(shards: List[str]) -> List[np.ndarray]:
                         if meta.get("duration") is None:
                             raise ValueError(f"{path}: {member.name} has no duration; repack "
                                              "the shards from a manifest with durations")
-                        durations.append(meta["duration"])
+                        metas.append(meta)
         except (tarfile.TarError, OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: unreadable shard: {e}") from e
-        index.append(np.asarray(durations, dtype=np.float64))
+        index.append(Timing.of_rows([_Meta(m) for m in metas]))
     return index
+
+
+class _Meta:
+    """A shard member's metadata with the attributes :meth:`Timing.of_rows` reads."""
+
+    def __init__(self, meta: dict):
+        source = meta.get("source") or {}
+        self.duration, self.group = meta["duration"], meta.get("group")
+        self.start, self.end = source.get("start"), source.get("end")
 
 
 class ShardPlan:
@@ -69,10 +81,15 @@ class ShardPlan:
         max_frames_in_batch, sort_window: as in :func:`~chunkformer.data.sampler.pack`.
         seed: seeds the per-epoch shard shuffle.
         world_size: ranks; num_workers: DataLoader workers per rank (0 counts as 1).
+        long_form: joins consecutive utterances of a worker's reading order into long-form
+            units (:mod:`chunkformer.data.long_form`), planned from ``timings``, the shards'
+            :func:`index_shards`; None: utterances alone.
     """
 
     def __init__(self, shards: List[str], frames: List[np.ndarray], max_frames_in_batch: int,
-                 sort_window: int, seed: int, world_size: int, num_workers: int):
+                 sort_window: int, seed: int, world_size: int, num_workers: int,
+                 long_form: Optional[LongFormConfig] = None,
+                 timings: Optional[List[Timing]] = None):
         if len(set(shards)) != len(shards):
             raise ValueError("the shard list names a shard twice")
         self.shards, self.frames = list(shards), frames
@@ -81,6 +98,13 @@ class ShardPlan:
         self.offsets = np.cumsum([0] + [len(f) for f in frames])  # global item id of (s, 0)
         self._position = {path: i for i, path in enumerate(self.shards)}
         self._orders: Dict[int, List[List[Tuple[int, int]]]] = {}
+        self.long_form = None
+        if long_form is not None:
+            self.long_form = LongFormPlanner(long_form, Timing(
+                np.concatenate([t.durations for t in timings]),
+                [g for t in timings for g in t.groups],
+                np.concatenate([t.starts for t in timings]),
+                np.concatenate([t.ends for t in timings])))
 
     def worker_shards(self, epoch: int, rank: int, worker: int) -> List[int]:
         """Indices of the shards the worker reads this epoch, in reading order."""
@@ -88,13 +112,22 @@ class ShardPlan:
                              epoch, self.seed)
         return [self._position[p] for p in paths]
 
-    def worker_batches(self, epoch: int, rank: int, worker: int) -> List[List[Item]]:
-        """The worker's batches this epoch: its utterances in reading order, packed."""
+    def worker_batches(self, epoch: int, rank: int, worker: int) -> List[list]:
+        """The worker's batches this epoch: its utterances in reading order (or the long-form
+        units made of them), packed."""
         shards = self.worker_shards(epoch, rank, worker)
         items = [(s, j) for s in shards for j in np.flatnonzero(self.frames[s] >= 0).tolist()]
-        frames = np.array([self.frames[s][j] for s, j in items], dtype=np.int64)
+        if self.long_form is not None:
+            rng = np.random.default_rng([self.seed, epoch, rank, worker])
+            items = self.long_form.units(items, rng, key=lambda item: self.item_id(*item))
+        frames = np.array([unit_frames(u, lambda m: self.frames[m[0]][m[1]]) for u in items],
+                          dtype=np.int64)
         batches = pack(np.arange(len(items)), frames, self.max_frames, self.sort_window)
         return [[items[i] for i in batch] for batch in batches]
+
+    def item_id(self, s: int, j: int) -> int:
+        """The global id of utterance j of shard s (its place in the whole shard list)."""
+        return int(self.offsets[s]) + j
 
     def rank_order(self, epoch: int, rank: int) -> List[Tuple[int, int]]:
         """The rank's batches as (worker, index in that worker's list), dealt round robin."""
@@ -130,8 +163,9 @@ class ShardStream(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker = 0 if info is None else info.id
         lo, hi = self.ranges.get(worker, (0, 0))
-        batches = self.plan.worker_batches(self.epoch, self.rank, worker)[lo:hi]
-        needed = {item for batch in batches for item in batch}
+        batches = [[members_of(unit) for unit in batch]
+                   for batch in self.plan.worker_batches(self.epoch, self.rank, worker)[lo:hi]]
+        needed = {item for batch in batches for members, _ in batch for item in members}
         ready, k = {}, 0
         for s in self.plan.worker_shards(self.epoch, self.rank, worker):
             if not any((s, j) in needed for j in range(len(self.plan.frames[s]))):
@@ -141,7 +175,8 @@ class ShardStream(torch.utils.data.IterableDataset):
                     break  # caught below: the shard changed since it was indexed
                 if (s, j) in needed:
                     ready[s, j] = (row, data)
-                while k < len(batches) and all(item in ready for item in batches[k]):
+                while k < len(batches) and all(item in ready for members, _ in batches[k]
+                                               for item in members):
                     yield (worker, lo + k), self._batch(batches[k], ready)
                     k += 1
                 if k == len(batches):
@@ -150,10 +185,12 @@ class ShardStream(torch.utils.data.IterableDataset):
             raise RuntimeError(f"worker {worker}: shards changed since they were indexed "
                                f"(batch {lo + k} of epoch {self.epoch} cannot be made)")
 
-    def _batch(self, items: List[Item], ready: dict) -> Batch:
-        examples = []
-        for s, j in items:
-            row, data = ready.pop((s, j))
-            g = example_generator(self.seed, self.epoch, int(self.plan.offsets[s]) + j)
-            examples.append(self.build(row, g, partial(decode_audio, data, row.audio)))
-        return collate(examples, self.build.num_mel_bins)
+    def _batch(self, units: List[tuple], ready: dict) -> Batch:
+        """Collate the units ((members, gaps) pairs) of one batch from the ready rows."""
+        items = []
+        for members, gaps in units:
+            rows, data = zip(*(ready.pop(item) for item in members))
+            g = example_generator(self.seed, self.epoch, self.plan.item_id(*members[0]))
+            items += self.build.compose(rows, gaps, g, [partial(decode_audio, d, r.audio)
+                                                        for r, d in zip(rows, data)])
+        return collate(items, self.build.num_mel_bins)

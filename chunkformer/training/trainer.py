@@ -320,7 +320,7 @@ class Trainer:
         items = [0.0] * len(self.epoch_items)
         for i, batch in enumerate(micro):
             self.skipped += [(self.step, s) for s in batch.skipped]
-            items[0] += batch.feats.size(0) + len(batch.skipped)
+            items[0] += batch.rows + len(batch.skipped)
             for s in batch.skipped:
                 items[1 + SKIP_KINDS.index(s.kind)] += 1
             sync = i == len(micro) - 1 or self.ddp is None

@@ -124,9 +124,13 @@ def _worker_pids(torchrun_pid):
     return ranks
 
 
-def test_kill9_then_resume_equals_uninterrupted(experiment, tmp_path):
-    _train(experiment, tmp_path / "full")
-    proc = _train(experiment, tmp_path / "crash", wait=False)
+LONG_FORM = ("--override", "data.long_form={prob: 1.0, seconds: [3, 9], gap: [0.2, 1.5]}")
+
+
+@pytest.mark.parametrize("extra", [(), LONG_FORM], ids=["utterances", "long_form"])
+def test_kill9_then_resume_equals_uninterrupted(experiment, tmp_path, extra):
+    _train(experiment, tmp_path / "full", *extra)
+    proc = _train(experiment, tmp_path / "crash", *extra, wait=False)
     ckpt = tmp_path / "crash" / "checkpoints" / "step_00000004.pt"
     deadline = time.time() + 120
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
@@ -135,10 +139,10 @@ def test_kill9_then_resume_equals_uninterrupted(experiment, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     r = subprocess.run([sys.executable, "-m", "chunkformer.bin.train", "--config",
-                        str(experiment / "exp.yaml"), "--exp_dir", str(tmp_path / "crash")],
-                       capture_output=True, text=True)
+                        str(experiment / "exp.yaml"), "--exp_dir", str(tmp_path / "crash"),
+                        *extra], capture_output=True, text=True)
     assert r.returncode != 0 and "--resume" in r.stderr  # never restarts a run silently
-    _train(experiment, tmp_path / "crash", "--resume")
+    _train(experiment, tmp_path / "crash", *extra, "--resume")
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "crash")
     assert all(torch.equal(a[k], b[k]) for k in a)
     # each step once in the log and in tensorboard, the redone ones with the same values

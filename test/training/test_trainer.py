@@ -37,6 +37,10 @@ class FakeBatch:
     audio_seconds: float = 1.0
     skipped: List = field(default_factory=list)
 
+    @property
+    def rows(self) -> int:
+        return self.feats.size(0)
+
     def to(self, device):
         return self
 
