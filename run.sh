@@ -3,17 +3,18 @@
 # offline (espeak-ng), train a small ChunkFormer from scratch, average, decode the held-out test
 # set (unseen sentences and voices) and score it, overall and per channel.
 #   bash run.sh                        # stages 0-5, 10-21 minutes on 2 CPU cores (+ install)
-#   bash run.sh --stage 5              # decode and score again
+#   bash run.sh --stage 5              # decode and score again (utterances, then whole calls)
 #   bash run.sh --num_train 30 --max_steps 5 --exp_dir /tmp/e --data_dir /tmp/d   # smoke run
 # Stages: 0 synthesise corpus, 1 lists + CMVN + fbank, 2 BPE vocabulary, 3 train, 4 average,
-# 5 decode.
+# 5 decode the test utterances, 6 decode and score the test calls (each turn alone and whole
+# calls, mono in full and low-latency context, stereo with the channels split).
 # A rerun skips finished stages (.done markers hold their settings); an interrupted training
 # resumes from its last checkpoint. The model folder is <exp_dir>/final (released layout).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=0
-stop_stage=5
+stop_stage=6
 install=true                 # run tools/install.sh first (idempotent: only checks when done)
 data_dir=data/default
 exp_dir=exp/default
@@ -21,6 +22,8 @@ config=conf/train_default.yaml
 num_train=4500               # corpus size (utterances; about 3.6 s each)
 num_dev=100
 num_test=200
+num_dev_calls=10             # whole two-channel 8 kHz calls (dev_calls/, test_calls/)
+num_test_calls=20
 telephone_fraction=0.5
 shuffled_fraction=0.7        # train utterances of shuffled words (no template language model)
 even_word_fraction=0.5       # words of those drawn evenly from the train vocabulary
@@ -37,7 +40,9 @@ decode_mode=ctc_greedy
 decode_chunk_size=0          # ≤ 0: full context; e.g. 32 with 32 left / 8 right for streaming
 decode_left_context=0
 decode_right_context=0
+low_latency="8 32 2"         # chunk / left / right context of the low-latency call decoding
 _options="stage stop_stage install data_dir exp_dir config num_train num_dev num_test
+  num_dev_calls num_test_calls low_latency
   telephone_fraction shuffled_fraction even_word_fraction seed nj train_procs vocab_size max_steps overrides
   average_num average_mode decode_mode decode_chunk_size decode_left_context decode_right_context"
 . tools/parse_options.sh
@@ -58,7 +63,7 @@ timed() {  # timed <stage>: log how long the stage took (it started at $t0), kee
 mkdir -p "$exp_dir"
 echo "cd $(pwd) && bash run.sh $*" > "$exp_dir/run.sh"  # the command that made this experiment
 if [ "$install" = true ]; then bash tools/install.sh; fi
-corpus="$num_train $num_dev $num_test $telephone_fraction $shuffled_fraction $even_word_fraction $seed"
+corpus="$num_train $num_dev $num_test $num_dev_calls $num_test_calls $telephone_fraction $shuffled_fraction $even_word_fraction $seed"
 lang=$data_dir/lang_bpe$vocab_size
 
 if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
@@ -69,6 +74,7 @@ if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
       --num_train "$num_train" --num_dev "$num_dev" --num_test "$num_test" --seed "$seed" \
       --telephone_fraction "$telephone_fraction" --shuffled_fraction "$shuffled_fraction" \
       --even_word_fraction "$even_word_fraction" \
+      --num_dev_calls "$num_dev_calls" --num_test_calls "$num_test_calls" \
       --jobs "$nj" --no_progress
     echo "$corpus" > "$data_dir/corpus/.done"
   fi
@@ -171,4 +177,42 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   log "Per-stage timings:"; sed 's/^/  /' "$exp_dir/timings.txt"
   log "Model (released layout): $exp_dir/final   errors: $exp_dir/decode_test/errors_*.tsv"
   log "Training logs: tensorboard --logdir $exp_dir/tensorboard   ($exp_dir/train_log.jsonl)"
+fi
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ] && [ "$num_test_calls" -gt 0 ]; then
+  log "Stage 6: the $num_test_calls test calls: each turn alone vs whole calls"
+  t0=$(date +%s)
+  calls=$data_dir/corpus/test_calls
+  out=$exp_dir/decode_calls
+  mkdir -p "$out"
+  read -r ll_chunk ll_left ll_right <<< "$low_latency"
+  decode() {  # decode <name> <list> <chunk> <left> <right> [recognize options]
+    local name=$1 list=$2 c=$3 l=$4 r=$5; shift 5
+    python -m chunkformer.bin.recognize --model_dir "$exp_dir/final" --data "$list" \
+      --output_dir "$out/$name" --chunk_size "$c" --left_context_size "$l" \
+      --right_context_size "$r" "$@" > "$out/$name.log" 2>&1
+  }
+  for ctx in full low; do
+    set -- 0 0 0; [ $ctx = low ] && set -- $ll_chunk $ll_left $ll_right
+    decode turns_$ctx "$calls/turns.list" "$@"
+    python -m chunkformer.bin.score --hyp "$out/turns_$ctx/text" --ref "$calls/turns.list" \
+      > "$out/turns_$ctx.score"
+    decode mono_$ctx "$calls/calls.list" "$@"
+    python -m chunkformer.bin.score_calls --hyp "$out/mono_$ctx/result.jsonl" \
+      --turns "$calls/turns.list" --json "$out/mono_$ctx.json" > "$out/mono_$ctx.score"
+    decode stereo_$ctx "$calls/calls_stereo.list" "$@" --channels split \
+      --channel_roles agent,customer
+    python -m chunkformer.bin.score_calls --hyp "$out/stereo_$ctx/result.jsonl" \
+      --turns "$calls/turns_stereo.list" --json "$out/stereo_$ctx.json" \
+      > "$out/stereo_$ctx.score"
+  done
+  timed 6
+  log "Test calls (8 kHz, two voices, line noise between turns, barge-ins; CER, low latency" \
+    "= $ll_chunk/$ll_left/$ll_right chunk/left/right frames):"
+  for ctx in full low; do
+    printf '  %-4s each turn cut out and decoded alone: %s\n' $ctx "$(cat "$out/turns_$ctx.score")"
+    printf '  %-4s whole call, mono mix:                 %s\n' $ctx "$(cat "$out/mono_$ctx.score")"
+    printf '  %-4s whole call, stereo, channels split:   %s\n' $ctx "$(cat "$out/stereo_$ctx.score")"
+  done
+  log "Per-stage timings:"; sed 's/^/  /' "$exp_dir/timings.txt"
 fi

@@ -7,7 +7,10 @@ Writes ``<out_dir>/{train,dev,test}/`` with ``wav/`` (16 kHz wideband, 8 kHz tel
 PCM), Kaldi ``wav.scp``, ``text``, ``utt2spk``, ``utt2dur`` and a jsonl ``data.list`` (key, wav,
 txt, duration, speaker, intent, emotion, line (telephone / wideband), role, accent, snr_db,
 unseen_voice,
-unseen_template, shuffled). Dev and test sentences never occur in train; test adds unseen
+unseen_template, shuffled). With ``--num_dev_calls`` / ``--num_test_calls``, also
+``<out_dir>/{dev,test}_calls/``: whole two-channel 8 kHz calls (mono and stereo files, lists
+of calls and of their turns with true times; :mod:`chunkformer.data.synthetic_calls`). Dev and
+test sentences never occur in train; test adds unseen
 templates and unseen voices; ``--shuffled_fraction`` of train speaks the words of two sentences
 in random order. A split whose ``.done`` marker matches the requested plan is skipped on
 re-runs.
@@ -19,6 +22,7 @@ import time
 
 from chunkformer.bin.common import tool_main
 from chunkformer.data.synthetic import plan_corpus, write_corpus
+from chunkformer.data.synthetic_calls import plan_calls, write_calls
 
 
 def get_parser():
@@ -39,6 +43,10 @@ def get_parser():
     p.add_argument("--even_word_fraction", type=float, default=0.5,
                    help="share of the words of a shuffled utterance drawn evenly from the train "
                         "vocabulary (rare templates' words are heard as often as common ones)")
+    p.add_argument("--num_dev_calls", type=int, default=0,
+                   help="whole two-channel calls written for dev (<out_dir>/dev_calls)")
+    p.add_argument("--num_test_calls", type=int, default=0,
+                   help="whole two-channel calls written for test (<out_dir>/test_calls)")
     p.add_argument("--jobs", type=int, default=2, help="parallel espeak-ng/sox pipelines")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p
@@ -53,13 +61,22 @@ def main(argv=None) -> int:
                            args.telephone_fraction, args.unseen_voice_fraction,
                            args.shuffled_fraction, args.even_word_fraction)
         summaries = write_corpus(args.out_dir, plan, args.jobs, progress=not args.no_progress)
+        used = {u.text for items in plan.values() for u in items}
+        calls = {split: write_calls(args.out_dir, split, plan_calls(n, split, args.seed, used),
+                                    args.jobs, progress=not args.no_progress)
+                 for split, n in (("dev", args.num_dev_calls), ("test", args.num_test_calls))
+                 if n > 0}
     except (ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
     for s in summaries:
         state = "already done, skipped" if s.skipped else f"{s.seconds:.1f} s"
         print(f"{s.split}: {s.utterances} utterances ({s.telephone} telephone), "
               f"{s.hours:.2f} h of audio, {state}")
-    print(f"total: {sum(s.hours for s in summaries):.2f} h of audio in "
+    for split, (n, hours, skipped) in calls.items():
+        print(f"{split}_calls: {n} two-channel 8 kHz calls, {hours:.2f} h of audio"
+              + (", already done, skipped" if skipped else ""))
+    print(f"total: {sum(s.hours for s in summaries) + sum(c[1] for c in calls.values()):.2f} h "
+          "of audio in "
           f"{time.perf_counter() - start:.1f} s → {args.out_dir}")
     return 0
 

@@ -16,7 +16,8 @@ Keys of ``data:`` (defaults in :class:`DataConfig`; an unknown key is an error):
     noise: null                     # NoiseMixer: {list: noises.txt, prob: 0.5, snr_db: [5, 20]}
     long_form: null                 # join utterances into long examples (long_form.py):
                                     # {prob: 0.5, seconds: [20, 60], gap: [0.2, 2.0],
-                                    #  gap_kinds: {background: 1, silence: 1, line: 1, breath: 1}}
+                                    #  gap_kinds: {background: 1, silence: 1, line: 1, breath: 1},
+                                    #  start_epoch: 0}
 
 Augmentation, dither and long-form examples apply only with ``train=True``; evaluation data is
 read as at inference. With precomputed features (``feats_scp``) waveform augmentation is off and SpecAugment

@@ -51,13 +51,16 @@ NEPERS_PER_DB = math.log(10.0) / 10.0  # log-mel is natural-log power
 @dataclass
 class LongFormConfig:
     """``data.long_form`` (module docstring): share of long examples, their target length
-    range, the pause range (seconds) and the gap kinds' weights."""
+    range, the pause range (seconds), the gap kinds' weights, and the first epoch that joins
+    (before it, utterances stay alone: a model learning CTC from scratch leaves the blank
+    plateau later on long examples)."""
 
     prob: float = 0.5
     seconds: List[float] = field(default_factory=lambda: [20.0, 60.0])
     gap: List[float] = field(default_factory=lambda: [0.2, 2.0])
     gap_kinds: Dict[str, float] = field(
         default_factory=lambda: {"background": 1.0, "silence": 1.0, "line": 1.0, "breath": 1.0})
+    start_epoch: int = 0
 
     @classmethod
     def from_dict(cls, conf: dict) -> "LongFormConfig":
@@ -135,6 +138,10 @@ class LongFormPlanner:
 
     def __init__(self, cfg: LongFormConfig, timing: Timing):
         self.cfg, self.timing = cfg, timing
+
+    def joins(self, epoch: int) -> bool:
+        """Whether ``epoch`` makes long-form units (from ``start_epoch`` on)."""
+        return epoch >= self.cfg.start_epoch
 
     def _pause(self, a: int, b: int, rng: np.random.Generator) -> float:
         t, (low, high) = self.timing, self.cfg.gap

@@ -109,7 +109,7 @@ class DynamicBatchSampler:
         if self._cached[0] == epoch:
             return self._cached[1]
         rng = np.random.default_rng([self.seed, epoch])
-        if self.long_form is None:
+        if self.long_form is None or not self.long_form.joins(epoch):
             n = len(self.frames)
             order = rng.permutation(n) if self.shuffle else np.arange(n)
             batches = pack(order, self.frames, self.max_frames, self.sort_window)

@@ -117,7 +117,7 @@ class ShardPlan:
         units made of them), packed."""
         shards = self.worker_shards(epoch, rank, worker)
         items = [(s, j) for s in shards for j in np.flatnonzero(self.frames[s] >= 0).tolist()]
-        if self.long_form is not None:
+        if self.long_form is not None and self.long_form.joins(epoch):
             rng = np.random.default_rng([self.seed, epoch, rank, worker])
             items = self.long_form.units(items, rng, key=lambda item: self.item_id(*item))
         frames = np.array([unit_frames(u, lambda m: self.frames[m[0]][m[1]]) for u in items],

@@ -154,6 +154,16 @@ BANKS = tuple(f"ngân hàng {b}" for b in ("á châu", "quân đội", "ngoại 
                                          "nông nghiệp", "kỹ thương", "phương đông", "quốc tế",
                                          "sài gòn thương tín", "đầu tư và phát triển"))
 TERMS = (1, 3, 6, 9, 12, 18, 24, 36)
+CITIES = ("hà nội", "hải phòng", "đà nẵng", "huế", "nha trang", "cần thơ", "đà lạt", "vũng tàu",
+          "biên hòa", "thủ đức", "quy nhơn", "vinh", "hạ long", "buôn ma thuột", "long xuyên",
+          "thái nguyên", "nam định", "phan thiết", "bình dương", "rạch giá")
+STREETS = ("lê lợi", "trần hưng đạo", "nguyễn huệ", "hai bà trưng", "lý thường kiệt",
+           "điện biên phủ", "nguyễn trãi", "lê duẩn", "cách mạng tháng tám", "phạm văn đồng",
+           "hoàng văn thụ", "quang trung", "nguyễn văn cừ", "võ thị sáu", "bạch đằng")
+BILLS = ("tiền điện", "tiền nước", "cước internet", "cước điện thoại", "học phí",
+         "phí quản lý chung cư", "tiền truyền hình cáp", "phí bảo hiểm xe")
+CURRENCIES = ("đô la mỹ", "euro", "yên nhật", "bảng anh", "đô la úc", "nhân dân tệ", "won hàn quốc",
+              "đô la singapore")
 
 
 def _digits(rng, head: str, length: int) -> str:
@@ -209,7 +219,8 @@ OPEN_SLOTS = {
 }
 # Closed slots: small word lists shared by every split.
 CLOSED_SLOTS = {"hon": HONORIFICS, "card": CARDS, "loan": LOANS, "bank": BANKS,
-                "months": tuple(number_to_words(t) for t in TERMS)}
+                "months": tuple(number_to_words(t) for t in TERMS), "city": CITIES,
+                "street": STREETS, "bill": BILLS, "currency": CURRENCIES}
 
 
 # intent → role → templates; a leading "*" marks a held-out surface form (test split only).
@@ -365,6 +376,127 @@ TEMPLATES = {
     },
 }
 
+# Everyday banking beyond the first intents: accounts, the app, cards, cash machines, branches,
+# bills, foreign money, insurance, fraud, and the small talk of a phone line.
+TEMPLATES.update({
+    "open_account": {
+        "bot": ["{hon} có thể mở tài khoản thanh toán trực tuyến trên ứng dụng chỉ trong năm phút",
+                "để mở tài khoản {hon} cần mang theo căn cước công dân còn hiệu lực",
+                "tài khoản số đẹp có phí từ {fee} tùy theo dãy số {hon} chọn",
+                "tài khoản của {hon} đã được mở thành công với số {account}",
+                "*mở tài khoản tại quầy hoàn toàn miễn phí {hon} nhé"],
+        "customer": ["tôi muốn mở một tài khoản thanh toán mới",
+                     "mở tài khoản trên mạng có mất phí không em",
+                     "tôi muốn mở tài khoản cho con gái tôi được không",
+                     "tôi muốn chọn số tài khoản trùng với số điện thoại",
+                     "*cho tôi mở thêm một tài khoản nữa đứng tên vợ tôi"],
+    },
+    "digital_banking": {
+        "bot": ["{hon} vui lòng đăng nhập ứng dụng bằng số điện thoại đã đăng ký",
+                "mật khẩu mới phải có ít nhất tám ký tự gồm cả chữ và số",
+                "{hon} hãy cập nhật ứng dụng lên phiên bản mới nhất rồi thử lại",
+                "dịch vụ ngân hàng điện tử của {hon} bị tạm khóa do nhập sai mật khẩu nhiều lần",
+                "em đã gửi đường dẫn đặt lại mật khẩu vào thư điện tử của {hon}",
+                "*em đã mở khóa dịch vụ ngân hàng điện tử cho {hon} rồi ạ"],
+        "customer": ["tôi quên mật khẩu đăng nhập ứng dụng rồi",
+                     "ứng dụng cứ báo lỗi không đăng nhập được em ơi",
+                     "sao dạo này tôi không nhận được tin nhắn báo số dư nữa",
+                     "tôi mới đổi điện thoại nên không nhận được mã xác thực",
+                     "quét mã thanh toán ở cửa hàng mà không được",
+                     "*làm sao để lấy lại mật khẩu trên điện thoại vậy em"],
+    },
+    "card_service": {
+        "bot": ["thẻ của {hon} đã được kích hoạt thành công",
+                "{hon} vui lòng đổi mã pin trong lần đầu sử dụng thẻ",
+                "hạn mức thẻ tín dụng của {hon} hiện là {amount}",
+                "phí thường niên của {card} là {fee}",
+                "thẻ mới sẽ được giao về địa chỉ nhà {hon} trong {days} ngày",
+                "*thẻ của {hon} đã được nâng hạn mức lên {amount} kể từ hôm nay"],
+        "customer": ["tôi muốn kích hoạt thẻ mới nhận được",
+                     "tôi muốn nâng hạn mức thẻ tín dụng lên {amount}",
+                     "thẻ của tôi sắp hết hạn thì làm lại thế nào em",
+                     "tôi quên mã pin của thẻ rồi",
+                     "thẻ bị gãy rồi tôi muốn làm lại thẻ mới",
+                     "*sao thẻ của tôi quẹt ở siêu thị không được vậy"],
+    },
+    "cash_machine": {
+        "bot": ["cây rút tiền gần nhất nằm trên đường {street}",
+                "hạn mức rút tiền tại cây trong một ngày là {amount}",
+                "số tiền chưa nhận được sẽ được hoàn vào tài khoản của {hon} trong {days} ngày",
+                "rút tiền tại cây của ngân hàng khác mất phí {fee} mỗi lần",
+                "*{hon} có thể rút tiền không cần thẻ bằng mã trên ứng dụng"],
+        "customer": ["cây rút tiền gần nhà tôi ở {city} bị hỏng rồi",
+                     "tôi rút tiền mà máy không nhả tiền nhưng tài khoản vẫn bị trừ",
+                     "gần đường {street} có cây rút tiền nào không em",
+                     "máy báo giao dịch không thành công là sao em",
+                     "*tôi rút tiền ở cây ngân hàng khác thì có mất phí không"],
+    },
+    "branch": {
+        "bot": ["chi nhánh {city} mở cửa từ bảy giờ rưỡi sáng đến năm giờ chiều",
+                "phòng giao dịch trên đường {street} làm việc cả sáng thứ bảy",
+                "{hon} nên đặt lịch hẹn trước để không phải chờ lâu",
+                "chi nhánh {city} tạm nghỉ vào ngày lễ và chủ nhật",
+                "*phòng giao dịch gần {hon} nhất nằm trên đường {street} ở {city}"],
+        "customer": ["chi nhánh ở {city} làm việc đến mấy giờ",
+                     "thứ bảy ngân hàng có làm việc không em",
+                     "cho tôi địa chỉ phòng giao dịch gần nhất",
+                     "tôi đang ở {city} thì ra chi nhánh nào",
+                     "*chủ nhật tôi ra quầy được không em"],
+    },
+    "bill_payment": {
+        "bot": ["hóa đơn {bill} tháng này của {hon} là {amount}",
+                "{hon} có thể đăng ký thanh toán {bill} tự động hàng tháng",
+                "giao dịch thanh toán {bill} của {hon} đã thành công",
+                "em đã nạp {amount} vào số điện thoại {phone}",
+                "*em đã cài đặt trích nợ tự động {bill} cho {hon}"],
+        "customer": ["tôi muốn thanh toán {bill} qua ứng dụng",
+                     "sao {bill} tháng này bị trừ hai lần vậy em",
+                     "cho tôi hủy thanh toán tự động {bill}",
+                     "nạp giúp tôi {amount} vào số điện thoại {phone}",
+                     "*tháng này tôi đóng {bill} rồi mà vẫn báo nợ"],
+    },
+    "foreign_money": {
+        "bot": ["tỷ giá bán ra {currency} hôm nay là {amount}",
+                "{hon} cần mang theo hộ chiếu khi mua ngoại tệ tại quầy",
+                "tiền kiều hối sẽ về tài khoản của {hon} trong vòng {days} ngày",
+                "*giá mua vào {currency} sáng nay là {amount}"],
+        "customer": ["hôm nay tỷ giá {currency} là bao nhiêu em",
+                     "tôi muốn đổi {currency} sang tiền việt",
+                     "người nhà gửi tiền từ nước ngoài về thì nhận thế nào",
+                     "*tôi cần mua {currency} để đi du lịch tháng sau"],
+    },
+    "insurance": {
+        "bot": ["gói bảo hiểm sức khỏe có phí {amount} một năm",
+                "{hon} có muốn tìm hiểu thêm về bảo hiểm nhân thọ không ạ",
+                "hợp đồng bảo hiểm của {hon} sẽ hết hạn vào {date}",
+                "*bảo hiểm khoản vay giúp gia đình {hon} yên tâm nếu có rủi ro"],
+        "customer": ["tôi không muốn mua bảo hiểm đâu em",
+                     "bảo hiểm này có bắt buộc khi vay không",
+                     "tôi muốn hủy hợp đồng bảo hiểm đã mua",
+                     "*mua bảo hiểm rồi thì được bồi thường những gì"],
+    },
+    "fraud": {
+        "bot": ["ngân hàng không bao giờ yêu cầu {hon} đọc mã xác thực qua điện thoại",
+                "{hon} tuyệt đối không bấm vào đường link lạ gửi qua tin nhắn",
+                "em phát hiện giao dịch bất thường {amount} tại {city} lúc {time}",
+                "em đã tạm khóa tài khoản để bảo vệ tiền của {hon}",
+                "*nếu nghi ngờ bị lừa đảo {hon} hãy gọi ngay tổng đài {hotline}"],
+        "customer": ["có người gọi tự xưng là nhân viên ngân hàng bảo tôi đọc mã xác thực",
+                     "tôi lỡ bấm vào một đường link lạ rồi phải làm sao",
+                     "giao dịch đó không phải do tôi thực hiện",
+                     "tôi nghi tài khoản của mình bị người khác đăng nhập",
+                     "*tôi nhận được tin nhắn trúng thưởng có phải lừa đảo không"],
+    },
+    "small_talk": {
+        "bot": ["dạ em nghe rõ ạ", "{hon} cần em nhắc lại thông tin nào không ạ",
+                "đường truyền hơi kém {hon} vui lòng nói to hơn giúp em",
+                "dạ không có gì đâu ạ", "*dạ em xin nhắc lại chậm hơn ạ"],
+        "customer": ["ừ", "à vâng", "để tôi xem đã", "em nói chậm lại một chút được không",
+                     "a lô em có nghe rõ không", "tôi nghe không rõ lắm",
+                     "chờ tôi lấy giấy bút ghi lại", "*ờ để tôi tìm cái thẻ đã"],
+    },
+})
+
 ACCENTS = {"north": "vi", "central": "vi-vn-x-central", "south": "vi-vn-x-south"}
 # Number readings a speaker of each accent uses (drawn per sentence).
 ACCENT_STYLES = {"north": ("north", "north", "colloquial"), "central": ("north",),
@@ -452,25 +584,28 @@ def fill_template(template: str, rng: random.Random, style: str = "north",
     values = {}
     for _, field, _, _ in string.Formatter().parse(template):
         if field and field not in values:
-            name = field.rstrip("0123456789")
+            name = field if field in OPEN_SLOTS or field in CLOSED_SLOTS else \
+                field.rstrip("0123456789")
             values[field] = (rng.choice(CLOSED_SLOTS[name]) if name in CLOSED_SLOTS
                              else _open_value(name, rng, style, held_out))
     return template.format(**values)
 
 
-def _new_sentence(rng, split: str, style: str, used: set) -> tuple:
-    """Draw (intent, role, text, unseen_template). Train may repeat its own sentences (short
-    replies recur in calls); a dev or test text must not be in ``used`` (all earlier texts)."""
+def _new_sentence(rng, split: str, style: str, used: set, role: Optional[str] = None,
+                  intent: Optional[str] = None) -> tuple:
+    """Draw (intent, role, text, unseen_template), of the given role / intent when set. Train
+    may repeat its own sentences (short replies recur in calls); a dev or test text must not
+    be in ``used`` (all earlier texts)."""
     for _ in range(MAX_TRIES):
-        intent = rng.choice(list(TEMPLATES))
-        role = rng.choice(list(TEMPLATES[intent]))
+        drawn_intent = intent or rng.choice(list(TEMPLATES))
+        drawn_role = role or rng.choice(list(TEMPLATES[drawn_intent]))
         unseen = split == "test" and rng.random() < UNSEEN_TEMPLATE_SHARE
-        templates = [t[1:] if unseen else t for t in TEMPLATES[intent][role]
+        templates = [t[1:] if unseen else t for t in TEMPLATES[drawn_intent][drawn_role]
                      if t.startswith("*") == unseen]
         text = fill_template(rng.choice(templates), rng, style, held_out=split != "train")
         if split == "train" or text not in used:
             used.add(text)
-            return intent, role, text, unseen
+            return drawn_intent, drawn_role, text, unseen
     raise RuntimeError(f"{split}: no new sentence in {MAX_TRIES} draws (held-out values used up)")
 
 
@@ -494,6 +629,18 @@ def train_vocabulary() -> tuple:
     return tuple(sorted(words))
 
 
+def speaking_style(rng, intent: str, role: str) -> dict:
+    """An emotion for the role and intent, and espeak-ng prosody drawn from its ranges →
+    the Utterance fields emotion, speed, pitch, amplitude and word_gap."""
+    weights = (BOT_EMOTIONS if role == "bot" else
+               COMPLAINT_EMOTIONS if intent == "complaint" else CUSTOMER_EMOTIONS)
+    emotion = rng.choices(list(weights), list(weights.values()))[0]
+    prosody = EMOTIONS[emotion]
+    return dict(emotion=emotion, speed=rng.randint(*prosody.speed),
+                pitch=rng.randint(*prosody.pitch), amplitude=rng.randint(*prosody.amplitude),
+                word_gap=rng.randint(*prosody.word_gap))
+
+
 def _plan_utterance(rng, split: str, index: int, telephone: bool, unseen_voice: bool,
                     shuffled: bool, used: set, even_word_fraction: float = 0.0,
                     mix=None) -> Utterance:
@@ -510,16 +657,11 @@ def _plan_utterance(rng, split: str, index: int, telephone: bool, unseen_voice: 
         mix.shuffle(words)
         text = " ".join(mix.choice(train_vocabulary()) if mix.random() < even_word_fraction
                         else w for w in words[:len(text.split())])
-    weights = (BOT_EMOTIONS if role == "bot" else
-               COMPLAINT_EMOTIONS if intent == "complaint" else CUSTOMER_EMOTIONS)
-    emotion = rng.choices(list(weights), list(weights.values()))[0]
-    prosody, speaker = EMOTIONS[emotion], f"{accent}-{variant}"
+    speaker = f"{accent}-{variant}"
     return Utterance(
         key=f"{speaker}-{split}-{index:05d}", text=text, intent=intent, role=role,
-        speaker=speaker, accent=accent, voice=f"{ACCENTS[accent]}+{variant}", emotion=emotion,
-        speed=rng.randint(*prosody.speed), pitch=rng.randint(*prosody.pitch),
-        amplitude=rng.randint(*prosody.amplitude), word_gap=rng.randint(*prosody.word_gap),
-        line="telephone" if telephone else "wideband",
+        speaker=speaker, accent=accent, voice=f"{ACCENTS[accent]}+{variant}",
+        **speaking_style(rng, intent, role), line="telephone" if telephone else "wideband",
         snr_db=round(rng.uniform(*(SNR_DB if telephone else ROOM_SNR_DB)), 1),
         noise=rng.choice(NOISE_KINDS), noise_seed=rng.getrandbits(32),
         unseen_voice=unseen_voice, unseen_template=unseen_template, shuffled=shuffled)

@@ -130,6 +130,9 @@ class Trainer:
             these lists (C ≤ 0: full context); the train CLI takes them from the model's
             ``encoder_conf.dynamic_*_sizes`` when the config names them there.
         streaming: draw R among the right contexts below C only (``encoder_conf.streaming``).
+        full_context_steps: the first steps train in full context before the draws start: a
+            small model learning CTC from scratch in chunks of a few frames stays on the blank
+            plateau far longer (default recipe: no progress in 700 steps, full context: 500).
         val_context: (C, L, R) of the dev loss and of the dev ``cer`` / ``wer``.
         val_contexts: more deployment contexts to decode the dev set in, by name (e.g.
             ``{full: [0, 0, 0], chunk64: [64, 128, 128], low: [16, 16, 8]}``): each logs
@@ -155,7 +158,7 @@ class Trainer:
                  amp: str = "none", seed: int = 0, chunk_sizes: Sequence[int] = (-1,),
                  left_context_sizes: Sequence[int] = (0,),
                  right_context_sizes: Sequence[int] = (0,), streaming: bool = False,
-                 val_context: Sequence[int] = (0, 0, 0),
+                 full_context_steps: int = 0, val_context: Sequence[int] = (0, 0, 0),
                  val_contexts: Optional[Dict[str, Sequence[int]]] = None,
                  best_metric: str = "loss", log_every: int = 10,
                  val_every: int = 500, save_every: int = 500, keep_last: int = 5,
@@ -172,6 +175,7 @@ class Trainer:
         self.seed = seed
         self.contexts = (list(chunk_sizes), list(left_context_sizes), list(right_context_sizes))
         self.streaming = bool(streaming)
+        self.full_context_steps = full_context_steps
         self.val_context = tuple(val_context)
         self.decode_contexts = {"": self.val_context, **{
             f"_{name}": tuple(ctx) for name, ctx in (val_contexts or {}).items()}}
@@ -303,6 +307,8 @@ class Trainer:
     def context(self) -> tuple:
         """(C, L, R) of this optimizer step: the same on every rank and micro-batch, and a
         function of (seed, step) only, so resume and world size never change it."""
+        if self.step < self.full_context_steps:
+            return (0, 0, 0)
         rng = random.Random(self.seed * 1_000_003 + self.step)
         chunks, lefts, rights = self.contexts
         chunk, left, right = rng.choice(chunks), rng.choice(lefts), rng.choice(rights)

@@ -15,6 +15,7 @@ from chunkformer.data.loader import build_data
 from chunkformer.data.long_form import (Composition, LongFormConfig, LongFormPlanner, Timing,
                                         gap_frames, is_narrowband, neighbour_order)
 from chunkformer.data.manifest import Utterance
+from chunkformer.data.sampler import DynamicBatchSampler
 from chunkformer.data.shards import write_shards
 from pipeline_helpers import SyllableTokenizer, speech_rows
 
@@ -90,6 +91,10 @@ def test_plan_joins_neighbours_in_time_order(calls, loose):
         call_units = [u for u in joined if rows[u.members[0]].start is not None
                       and rows[u.members[1]].group == rows[u.members[0]].group]
         assert call_units  # calls' turns are joined with their neighbours
+    late = LongFormConfig.from_dict({**LONG, "start_epoch": 2})
+    sampler = DynamicBatchSampler([100] * len(rows), 2000, long_form=LongFormPlanner(late, timing))
+    assert all(isinstance(u, int) for b in sampler.global_batches(1) for u in b)
+    assert any(isinstance(u, Composition) for b in sampler.global_batches(2) for u in b)
     off = LongFormPlanner(LongFormConfig.from_dict({**LONG, "prob": 0.0}), timing)
     rng = np.random.default_rng(0)
     assert off.units(list(range(len(rows))), rng) == list(range(len(rows)))

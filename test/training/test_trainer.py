@@ -261,6 +261,10 @@ def test_contexts_from_the_released_schema_and_streaming(tmp_path):
     assert {c for c, _, _ in drawn} == {0, 8, 16}
     with pytest.raises(ConfigError, match="disagree"):
         training_contexts({"model": {"encoder_conf": enc}, "train": {"chunk_sizes": [-1]}})
+    warm = make_trainer(tmp_path / "warm", chunk_sizes=[8], left_context_sizes=[8],
+                        right_context_sizes=[2], full_context_steps=50)
+    for warm.step in range(60):
+        assert warm.context() == ((0, 0, 0) if warm.step < 50 else (8, 8, 2))
 
 
 def test_mostly_skipped_data_stops_and_zero_throughput_warns(tmp_path, caplog):
