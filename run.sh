@@ -32,7 +32,7 @@ nj=2                         # parallel jobs for synthesis, CMVN and fbank
 train_procs=2                # training processes (torchrun, gloo), one thread each: on 2 cores
                              # ~1.25x the throughput of one process with 2 threads
 vocab_size=300               # BPE pieces: ~0.4 tokens per encoder frame, none too long for CTC
-max_steps=4000               # optimizer steps; the warm-up + cosine schedule spans them
+max_steps=5000               # optimizer steps; the warm-up + cosine schedule spans them
 overrides=""                 # more trainer settings, "section.key=value ..."
 average_num=5
 average_mode=last            # last | best (dev loss; only validated checkpoints have one)

@@ -5,9 +5,9 @@
 
 A corpus of synthetic-speech WAVs (2-12 s, half at 8 kHz as call-center audio, so half is
 resampled on load) goes through the training pipeline: load, [speed perturbation 0.9/1.0/1.1,
-telephone channel with probability 0.5], fbank with dither, [SpecAugment], collate, with 0 and
-2 DataLoader workers. Each run times the second epoch (the first warms the workers up; they are
-persistent). Also timed on one thread: each waveform transform alone, in times real time. The
+telephone channel with probability 0.5], fbank with dither, [SpecAugment], [long-form joins],
+collate, with 0 and 2 DataLoader workers. Each run times the second epoch (the first warms the
+workers up; they are persistent). Also timed on one thread: each waveform transform alone, in times real time. The
 data-loading rate must stay well above the training step's audio seconds per second.
 """
 import os
@@ -50,14 +50,19 @@ def make_corpus(work_dir, count: int, seed: int = 0):
     return rows
 
 
-def loading_rate(rows, augment: bool, workers: int) -> tuple:
+AUGMENTED = {"speed_perturb": [0.9, 1.0, 1.1], "telephone": {"prob": 0.5}, "spec_augment": {}}
+PLAIN = {"speed_perturb": None, "telephone": None, "spec_augment": None}
+CONFIGURATIONS = [("none", PLAIN), ("speed + telephone + SpecAugment", AUGMENTED),
+                  ("long-form: every example 20-60 s, joined with gaps",
+                   {**PLAIN, "long_form": {"prob": 1.0, "seconds": [20, 60]}})]
+
+
+def loading_rate(rows, settings: dict, workers: int) -> tuple:
     """(audio s / wall s, batches) of epoch 1 after a warm-up epoch 0."""
     from chunkformer.data.loader import build_data
 
     conf = {"num_workers": workers, "max_frames_in_batch": 6000, "fbank": {"dither": 1.0},
-            "speed_perturb": [0.9, 1.0, 1.1] if augment else None,
-            "telephone": {"prob": 0.5} if augment else None,
-            "spec_augment": {} if augment else None}
+            **settings}
     data = build_data(rows, SpeechTokenizer(), conf, seed=0)
     for _ in data.batches(0):
         pass
@@ -74,6 +79,7 @@ def transform_rates(repeats: int) -> list:
 
     from chunkformer.data.augment import SpecAugment, SpeedPerturb, TelephoneChannel
     from chunkformer.data.features import compute_fbank
+    from chunkformer.data.long_form import LongFormConfig, join_features
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -82,7 +88,9 @@ def transform_rates(repeats: int) -> list:
     cases = [("speed perturbation 0.9 / 1.1", lambda: SpeedPerturb((0.9, 1.1))(wave, g)),
              ("telephone channel (prob 1)", lambda: TelephoneChannel(prob=1.0)(wave, g)),
              ("fbank, dither 1.0", lambda: compute_fbank(wave, dither=1.0)),
-             ("SpecAugment", lambda: SpecAugment()(feats, g))]
+             ("SpecAugment", lambda: SpecAugment()(feats, g)),
+             ("long-form join (a 1 s gap between two 10 s parts)",
+              lambda: join_features([feats, feats], [1.0], LongFormConfig(), g))]
     rates = []
     for name, run in cases:
         run()
@@ -105,11 +113,11 @@ def main():
     rows = make_corpus(args.work_dir, args.utterances or (10 if args.quick else 80))
     total = sum(r.duration for r in rows)
     table = []
-    for augment in (False, True):
+    for name, settings in CONFIGURATIONS:
         for workers in (0, 2):
-            rate, batches = loading_rate(rows, augment, workers)
-            table.append([("speed + telephone + SpecAugment" if augment else "none"), workers,
-                          batches, f"{rate:.0f}", f"{rate / max(1, workers):.0f}"])
+            rate, batches = loading_rate(rows, settings, workers)
+            table.append([name, workers, batches, f"{rate:.0f}",
+                          f"{rate / max(1, workers):.0f}"])
     rates = transform_rates(3 if args.quick else 20)
     text = "\n\n".join([
         f"# Data loading throughput\n\n{common.environment_note(args)}",

@@ -92,6 +92,13 @@ def real_recording() -> Path:
 
 
 @pytest.fixture(scope="session")
+def default_model() -> Path:
+    """A model that recognises the synthetic corpus: the default recipe's averaged model
+    (small, 4 x 96, released layout; how it was made: ``fixtures/default-model/README.md``)."""
+    return FIXTURES / "default-model"
+
+
+@pytest.fixture(scope="session")
 def reference(reference_dir, ref_meta) -> dict:
     """The arrays of ``reference.npz`` (documented in the folder's README.md), plus
     ``wave16k_0`` / ``wave16k_1``: the two 16 kHz inputs' own samples, which the reference

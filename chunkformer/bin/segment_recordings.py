@@ -9,7 +9,8 @@ segment of one (``start`` / ``end``), on one ``channel`` when the row names it. 
 transcript is aligned to its audio with the model (``torchaudio.functional.forced_align``; long
 recordings are encoded chunk by chunk in bounded memory), cut into segments at pauses
 (``--min_pause``), none longer than ``--max_seconds``, each scored by the mean posterior of its
-aligned frames (:mod:`chunkformer.decoding.alignment`). Writes ``<output_dir>/segments.list``
+aligned frames, and its ends moved to the speech onset and offset in the frame energies near
+them (:mod:`chunkformer.decoding.alignment`). Writes ``<output_dir>/segments.list``
 (jsonl rows with ``start`` / ``end`` in the original file, transcript, ``group`` = the source
 row's group, its channel, speaker and labels, and ``score``: every tool reads it) and
 ``rejected.tsv`` (key, start, end, score, reason, text: segments under ``--min_score``, and rows
@@ -31,7 +32,8 @@ from chunkformer.data.text import normalize_text
 from chunkformer.data.tokenizer import load_tokenizer
 from chunkformer.data.utterance import Utterance, utterance_to_json
 from chunkformer.decoding.alignment import (AlignedSegment, AlignmentError, align_words,
-                                            ctc_emissions, cut_at_pauses)
+                                            ctc_emissions, cut_at_pauses, frame_energy,
+                                            snap_to_speech)
 from chunkformer.model import ChunkFormerModel
 
 
@@ -51,9 +53,14 @@ def get_parser():
                    help="a row whose whole alignment scores lower is rejected whole: its "
                         "transcript does not match its audio")
     p.add_argument("--pad_start", type=float, default=0.05,
-                   help="seconds a segment starts before its first word's first CTC frame")
+                   help="seconds a segment starts before its first word's first CTC frame, "
+                        "when no speech onset is found near it")
     p.add_argument("--pad_end", type=float, default=0.2,
-                   help="seconds a segment ends after its last word's last CTC frame")
+                   help="seconds a segment ends after its last word's last CTC frame, when no "
+                        "speech offset is found near it")
+    p.add_argument("--margin", type=float, default=0.05,
+                   help="seconds a segment reaches beyond the speech onset and offset found "
+                        "in the frame energies")
     p.add_argument("--chunk_size", type=int, default=64,
                    help="context of recordings longer than --full_context_seconds")
     p.add_argument("--left_context_size", type=int, default=128)
@@ -121,6 +128,8 @@ def main(argv=None):
                 continue
             segments = cut_at_pauses(words, args.min_pause, args.max_seconds, args.pad_start,
                                      args.pad_end, offset=row.start or 0.0)
+            segments = snap_to_speech(segments, frame_energy(audio, rate, channel),
+                                      offset=row.start or 0.0, margin=args.margin)
             kept, rejected = segment_rows(row, segments, args.min_score)
             rejected_total += [(row.key, *r) for r in rejected]
             for seg in kept:

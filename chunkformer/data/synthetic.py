@@ -596,10 +596,12 @@ def _new_sentence(rng, split: str, style: str, used: set, role: Optional[str] = 
     """Draw (intent, role, text, unseen_template), of the given role / intent when set. Train
     may repeat its own sentences (short replies recur in calls); a dev or test text must not
     be in ``used`` (all earlier texts)."""
+    # Drawn once: redrawing it with every try would tilt test towards held-out templates,
+    # whose sentences never collide with train's (short replies without slots always do).
+    unseen = split == "test" and rng.random() < UNSEEN_TEMPLATE_SHARE
     for _ in range(MAX_TRIES):
         drawn_intent = intent or rng.choice(list(TEMPLATES))
         drawn_role = role or rng.choice(list(TEMPLATES[drawn_intent]))
-        unseen = split == "test" and rng.random() < UNSEEN_TEMPLATE_SHARE
         templates = [t[1:] if unseen else t for t in TEMPLATES[drawn_intent][drawn_role]
                      if t.startswith("*") == unseen]
         text = fill_template(rng.choice(templates), rng, style, held_out=split != "train")

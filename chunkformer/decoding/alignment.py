@@ -10,8 +10,12 @@ each word with its first and last frame (80 ms each). :func:`cut_at_pauses` then
 words at pauses of at least ``min_pause`` seconds (pauses between CTC spikes), and cuts a piece still longer than
 ``max_seconds`` at its longest inner pauses. A segment's score is the mean posterior of its
 aligned frames (exp of their mean log-probability, 0-1): a transcript that does not match the
-audio there aligns through unlikely labels and scores low.
+audio there aligns through unlikely labels and scores low. CTC spikes say which words are where,
+not where their sound starts and ends (a word's last token fires 0-0.3 s before its sound ends,
+varying from model to model): :func:`snap_to_speech` moves each segment's ends to the speech
+onset and offset in the frame energies near them.
 """
+import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -114,6 +118,54 @@ def align_words(log_probs: torch.Tensor, token_ids: Sequence[int], vocab,
         frame_scores = scores[first:upto]
         out.append(AlignedWord(text, first, last, float(frame_scores.mean()),
                                int(frame_scores.numel())))
+    return out
+
+
+def frame_energy(audio, sample_rate: Optional[int] = None, channel: Optional[int] = None,
+                 piece: int = 3000) -> torch.Tensor:
+    """(T,) log energy of each 10 ms fbank frame (log of the summed mel powers), read in
+    pieces of ``piece`` frames (any length)."""
+    stream = FbankStream(audio, sample_rate, channel=channel)
+    return torch.cat([torch.logsumexp(stream.read(a, min(a + piece, stream.num_frames)), -1)
+                      for a in range(0, stream.num_frames, piece)] or [torch.zeros(0)])
+
+
+SPEECH_ABOVE_FLOOR_DB = 6.0  # a frame this far above the noise floor is speech
+RUN = 3  # frames (30 ms) above the threshold that start or end speech
+
+
+def snap_to_speech(segments: List[AlignedSegment], energy: torch.Tensor, offset: float = 0.0,
+                   margin: float = 0.05, before: float = 0.3,
+                   after: float = 0.5) -> List[AlignedSegment]:
+    """Move each segment's start to the speech onset and its end to the speech offset found in
+    the frame energies near them: the first run of ``RUN`` frames 6 dB above the noise floor
+    (the 20th percentile of the recording's frames) from ``before`` s ahead of the first word's
+    first CTC frame, the last such run up to ``after`` s past the last word's last CTC frame
+    (CTC spikes tell which words are where, not
+    where their sound begins and ends), widened by ``margin`` s. Never into a neighbouring
+    segment; a segment with no such run nearby keeps its times. ``offset``: the energies'
+    start in the file."""
+    if energy.numel() == 0:
+        return segments
+    threshold = torch.quantile(energy, 0.2) + SPEECH_ABOVE_FLOOR_DB * math.log(10) / 10
+    loud = (energy > threshold).float()
+    runs = torch.nn.functional.conv1d(loud[None, None], torch.ones(1, 1, RUN))[0, 0] == RUN
+    frame = 0.01
+    out = []
+    for i, seg in enumerate(segments):
+        lo = segments[i - 1].end if i else offset
+        hi = segments[i + 1].start if i + 1 < len(segments) else offset + energy.numel() * frame
+        first, last = seg.words[0].start + offset, seg.words[-1].end + offset  # CTC spikes
+        a = max(int((max(first - before, lo) - offset) / frame), 0)
+        b = min(int((first + 0.2 - offset) / frame), runs.numel())
+        onsets = torch.nonzero(runs[a:b]).flatten()
+        start = offset + (a + int(onsets[0])) * frame - margin if onsets.numel() else seg.start
+        c = max(int((last - 0.3 - offset) / frame), 0)
+        d = min(int((min(last + after, hi) - offset) / frame) - RUN + 1, runs.numel())
+        ends = torch.nonzero(runs[c:max(c, d)]).flatten()
+        end = (offset + (c + int(ends[-1]) + RUN) * frame + 0.015 + margin if ends.numel()
+               else seg.end)
+        out.append(AlignedSegment(seg.words, round(max(start, lo), 3), round(min(end, hi), 3)))
     return out
 
 
