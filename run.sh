@@ -2,7 +2,7 @@
 # The default recipe, end to end on a CPU: synthesise a Vietnamese banking call-center corpus
 # offline (espeak-ng), train a small ChunkFormer from scratch, average, decode the held-out test
 # set (unseen sentences and voices) and score it, overall and per channel.
-#   bash run.sh                        # stages 0-5, 10-21 minutes on 2 CPU cores (+ install)
+#   bash run.sh                        # stages 0-6, ~17 minutes on 2 CPU cores (+ install)
 #   bash run.sh --stage 5              # decode and score again (utterances, then whole calls)
 #   bash run.sh --num_train 30 --max_steps 5 --exp_dir /tmp/e --data_dir /tmp/d   # smoke run
 # Stages: 0 synthesise corpus, 1 lists + CMVN + fbank, 2 BPE vocabulary, 3 train, 4 average,
