@@ -32,8 +32,7 @@ from chunkformer.data.text import normalize_text
 from chunkformer.data.tokenizer import load_tokenizer
 from chunkformer.data.utterance import Utterance, utterance_to_json
 from chunkformer.decoding.alignment import (AlignedSegment, AlignmentError, align_words,
-                                            ctc_emissions, cut_at_pauses, frame_energy,
-                                            snap_to_speech)
+                                            ctc_emissions, cut_at_pauses, snap_to_speech)
 from chunkformer.model import ChunkFormerModel
 
 
@@ -115,9 +114,10 @@ def main(argv=None):
                 seconds_long = audio_duration(audio) if isinstance(audio, str) \
                     else audio.numel() / SAMPLE_RATE
                 chunked = seconds_long > args.full_context_seconds
-                log_probs = ctc_emissions(model, audio, rate, channel,
-                                          args.chunk_size if chunked else 0,
-                                          args.left_context_size, args.right_context_size)
+                log_probs, energy = ctc_emissions(model, audio, rate, channel,
+                                                  args.chunk_size if chunked else 0,
+                                                  args.left_context_size,
+                                                  args.right_context_size)
                 words = align_words(log_probs, ids, model.vocab)
                 whole = AlignedSegment(words, 0.0, 0.0).score
                 if whole < args.min_recording_score:
@@ -128,7 +128,7 @@ def main(argv=None):
                 continue
             segments = cut_at_pauses(words, args.min_pause, args.max_seconds, args.pad_start,
                                      args.pad_end, offset=row.start or 0.0)
-            segments = snap_to_speech(segments, frame_energy(audio, rate, channel),
+            segments = snap_to_speech(segments, energy,
                                       offset=row.start or 0.0, margin=args.margin)
             kept, rejected = segment_rows(row, segments, args.min_score)
             rejected_total += [(row.key, *r) for r in rejected]

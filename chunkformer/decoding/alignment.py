@@ -17,7 +17,7 @@ onset and offset in the frame energies near them.
 """
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torchaudio.functional as AF
@@ -69,16 +69,30 @@ class AlignedSegment:
                                   / max(frames, 1)).exp())
 
 
+class _EnergyTap:
+    """A FbankStream that keeps the log energy (log of the summed mel powers) of every frame
+    it is asked for, so the energies come from the one fbank pass the encoder makes."""
+
+    def __init__(self, stream: FbankStream):
+        self.stream, self.num_frames = stream, stream.num_frames
+        self.energy = torch.zeros(stream.num_frames)
+
+    def read(self, a: int, b: int) -> torch.Tensor:
+        feats = self.stream.read(a, b)
+        self.energy[a:a + feats.size(0)] = torch.logsumexp(feats.float(), -1)
+        return feats
+
+
 @torch.no_grad()
 def ctc_emissions(model, audio, sample_rate: Optional[int] = None,
                   channel: Optional[int] = None, chunk_size: int = 0,
                   left_context_size: int = 0, right_context_size: int = 0,
-                  total_batch_duration: float = 1800) -> torch.Tensor:
-    """Path or waveform → (T', V) float32 CTC log-probabilities of the whole recording: in
-    full context (``chunk_size`` ≤ 0; attention memory grows with the square of the length)
-    or chunk by chunk with caches (``endless`` decoding's plan: bounded memory for any
-    length)."""
-    stream = FbankStream(audio, sample_rate, channel=channel)
+                  total_batch_duration: float = 1800) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Path or waveform → ((T', V) float32 CTC log-probabilities, (T,) log energy of each
+    10 ms fbank frame) of the whole recording: in full context (``chunk_size`` ≤ 0; attention
+    memory grows with the square of the length) or chunk by chunk with caches (``endless``
+    decoding's plan: bounded memory for any length)."""
+    stream = _EnergyTap(FbankStream(audio, sample_rate, channel=channel))
     if chunk_size <= 0:
         feats = stream.read(0, stream.num_frames).to(model.device)
         encs = model.encoder.forward_list([feats], 0, 0, 0)
@@ -86,7 +100,8 @@ def ctc_emissions(model, audio, sample_rate: Optional[int] = None,
         encs = [enc for _, enc in encode_long(model, stream, chunk_size, left_context_size,
                                               right_context_size, total_batch_duration)]
     parts = [model.ctc_log_probs(enc).float().cpu() for enc in encs]
-    return torch.cat(parts) if parts else torch.zeros(0, model.ctc.ctc_lo.out_features)
+    log_probs = torch.cat(parts) if parts else torch.zeros(0, model.ctc.ctc_lo.out_features)
+    return log_probs, stream.energy
 
 
 class AlignmentError(ValueError):
@@ -119,15 +134,6 @@ def align_words(log_probs: torch.Tensor, token_ids: Sequence[int], vocab,
         out.append(AlignedWord(text, first, last, float(frame_scores.mean()),
                                int(frame_scores.numel())))
     return out
-
-
-def frame_energy(audio, sample_rate: Optional[int] = None, channel: Optional[int] = None,
-                 piece: int = 3000) -> torch.Tensor:
-    """(T,) log energy of each 10 ms fbank frame (log of the summed mel powers), read in
-    pieces of ``piece`` frames (any length)."""
-    stream = FbankStream(audio, sample_rate, channel=channel)
-    return torch.cat([torch.logsumexp(stream.read(a, min(a + piece, stream.num_frames)), -1)
-                      for a in range(0, stream.num_frames, piece)] or [torch.zeros(0)])
 
 
 SPEECH_ABOVE_FLOOR_DB = 6.0  # a frame this far above the noise floor is speech

@@ -77,22 +77,27 @@ def test_segments_of_synthetic_calls_match_the_true_turns(tmp_path, default_mode
                  "channel": 0, "txt": " ".join(t.text for t in turns)})
     (tmp_path / "calls.list").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
                                                  for r in rows))
-    out = tmp_path / "segments"
-    r = subprocess.run([sys.executable, "-m", "chunkformer.bin.segment_recordings",
-                        "--model_dir", str(default_model), "--data", str(tmp_path / "calls.list"),
-                        "--output_dir", str(out), "--min_score", "0.3"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    segments = read_manifest(out / "segments.list")
-    rejected = (out / "rejected.tsv").read_text()
-    assert "too_long\t0.000\t1.000\t\t" in rejected and "frames" in rejected
-    assert "wrong\t\t\t\ttranscript does not match the audio" in rejected
-    assert not any(s.key.startswith("wrong") for s in segments)
-    truth = [t for t in turns]
-    for seg in segments:
-        same_side = [t for t in truth if t.group == seg.group and t.channel == seg.channel]
-        best = min(same_side, key=lambda t: abs(t.start - seg.start) + abs(t.end - seg.end))
-        assert abs(best.start - seg.start) <= 0.2 and abs(best.end - seg.end) <= 0.2, \
-            (seg, best)
-        assert seg.audio == best.audio and seg.labels["score"] >= 0.3
-    assert len(segments) >= 0.9 * len(truth)  # nearly every turn comes back as a segment
+    # full context, and chunk by chunk as for recordings over --full_context_seconds
+    for name, extra in (("full", []), ("chunked", ["--full_context_seconds", "1",
+                                                     "--chunk_size", "16",
+                                                     "--left_context_size", "32",
+                                                     "--right_context_size", "8"])):
+        out = tmp_path / name
+        r = subprocess.run([sys.executable, "-m", "chunkformer.bin.segment_recordings",
+                            "--model_dir", str(default_model), "--data",
+                            str(tmp_path / "calls.list"), "--output_dir", str(out),
+                            "--min_score", "0.3", *extra], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-3000:]
+        segments = read_manifest(out / "segments.list")
+        rejected = (out / "rejected.tsv").read_text()
+        assert "too_long\t0.000\t1.000\t\t" in rejected and "frames" in rejected
+        assert "wrong\t\t\t\ttranscript does not match the audio" in rejected
+        assert not any(s.key.startswith("wrong") for s in segments)
+        for seg in segments:
+            same_side = [t for t in turns if t.group == seg.group and t.channel == seg.channel]
+            best = min(same_side,
+                       key=lambda t: abs(t.start - seg.start) + abs(t.end - seg.end))
+            assert abs(best.start - seg.start) <= 0.2 and abs(best.end - seg.end) <= 0.2, \
+                (name, seg, best)
+            assert seg.audio == best.audio and seg.labels["score"] >= 0.3
+        assert len(segments) >= 0.9 * len(turns), name  # nearly every turn is a segment
