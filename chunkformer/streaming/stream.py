@@ -1,0 +1,205 @@
+"""Live recognition of one audio stream fed in pieces of any size (issue 14, first step).
+
+``stream = model.stream(chunk_size, left_context_size, right_context_size)`` returns a
+:class:`Stream`; ``stream.accept_waveform(samples, sample_rate)`` takes any number of samples
+(int16 values or floats in [-1, 1], any rate; the rate is fixed by the first piece);
+``stream.partial()`` is the text of what is final so far; ``stream.finish()`` flushes and
+returns the :class:`~chunkformer.decoding.transcript.Transcript` of the whole stream.
+
+Everything is computed once and exactly as offline long-form decoding (``endless_decode``,
+:mod:`chunkformer.decoding.endless`) computes it, so the final token ids equal it whatever the
+piece sizes:
+
+- 16 kHz samples: block j of torchaudio's sinc resampler needs the native samples of blocks
+  j - w … j + w; a 16 kHz sample is made once those have arrived (the same windowed
+  computation :class:`~chunkformer.data.audio.FbankStream` does on files);
+- fbank frame i: once 16 kHz samples [160 i, 160 i + 400) exist;
+- encoder: a chunk of C frames is emitted once the look-ahead that makes it exact has arrived:
+  ``(r + max(C, r)(N - 1)) · 8`` fbank frames, r = max(R, 7) (each layer's right context is the
+  next chunk's output of the layer below, so the look-ahead grows with depth; R = 0 still needs
+  the convolution's 7 frames per layer by this bound), with the attention and convolution
+  caches carried between steps;
+- greedy CTC on the emitted frames.
+
+Memory holds only what is still needed: the native and 16 kHz samples of the frames not yet
+made, the fbank frames of the next segment, and the caches.
+"""
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+
+from chunkformer.data.audio import SAMPLE_RATE, _resample_margin, _to_16k
+from chunkformer.data.features import SHIFT, WINDOW, compute_fbank
+from chunkformer.decoding.spans import SpanSearch
+from chunkformer.decoding.transcript import Transcript, greedy_tokens
+from chunkformer.encoder.subsampling import DepthwiseStridingSubsampling as Subsampling
+
+INT16 = 32768.0
+
+
+class StreamError(ValueError):
+    """A piece the stream cannot take (wrong rate, wrong shape, after finish)."""
+
+
+class _Features:
+    """Native samples in pieces → the fbank frames they make, each frame once."""
+
+    def __init__(self, sample_rate: int, num_mel_bins: int = 80):
+        g = math.gcd(sample_rate, SAMPLE_RATE)
+        self.rate, self.orig, self.new = sample_rate, sample_rate // g, SAMPLE_RATE // g
+        self.margin = 0 if self.orig == self.new else _resample_margin(self.orig, self.new)
+        self.num_mel_bins = num_mel_bins
+        self.native = torch.zeros(0)  # native samples from index native_start on
+        self.native_start = self.native_len = 0
+        self.wave = torch.zeros(0)  # 16 kHz samples from index wave_start on
+        self.wave_start = self.made = 0  # made: 16 kHz samples computed so far
+        self.frames = 0  # fbank frames computed so far
+
+    def push(self, samples: torch.Tensor):
+        self.native = torch.cat([self.native, samples])
+        self.native_len += samples.numel()
+
+    def _final_16k(self, finished: bool) -> int:
+        """16 kHz samples that no later native sample can change."""
+        if finished:
+            return -(-self.new * self.native_len // self.orig)
+        if self.orig == self.new:
+            return self.native_len
+        return max(0, (self.native_len // self.orig - self.margin) * self.new)
+
+    def _resample(self, p: int, q: int) -> torch.Tensor:
+        if self.orig == self.new:
+            return self.native[p - self.native_start:q - self.native_start]
+        s = max(0, (p // self.new - self.margin) * self.orig)
+        e = min(self.native_len, (-(-q // self.new) + self.margin) * self.orig)
+        piece = self.native[s - self.native_start:e - self.native_start]
+        offset = s // self.orig * self.new
+        return _to_16k(piece, self.rate)[p - offset:q - offset]
+
+    def take(self, finished: bool = False) -> torch.Tensor:
+        """The fbank frames that became final since the last call → (n, F)."""
+        final = self._final_16k(finished)
+        if final > self.made:
+            self.wave = torch.cat([self.wave, self._resample(self.made, final)])
+            self.made = final
+        total = 0 if self.made < WINDOW else 1 + (self.made - WINDOW) // SHIFT
+        if total <= self.frames:
+            return torch.zeros(0, self.num_mel_bins)
+        a = self.frames * SHIFT - self.wave_start
+        wave = self.wave[a:a + (total - self.frames - 1) * SHIFT + WINDOW]
+        feats = compute_fbank(wave, self.num_mel_bins)
+        self.frames = total
+        self._trim()
+        return feats
+
+    def _trim(self):
+        keep16 = self.frames * SHIFT  # the next frame's first sample
+        self.wave = self.wave[keep16 - self.wave_start:]
+        self.wave_start = keep16
+        keep = self.made if self.orig == self.new else \
+            max(0, (self.made // self.new - self.margin) * self.orig)
+        keep = min(keep, self.native_len)
+        self.native = self.native[keep - self.native_start:]
+        self.native_start = keep
+
+
+class Stream:
+    """One live stream on a model (module docstring). Made by ``ChunkFormerModel.stream``.
+
+    Args:
+        model: a :class:`~chunkformer.model.ChunkFormerModel` in eval mode.
+        chunk_size, left_context_size, right_context_size: C, L, R in encoder frames (80 ms);
+            C > 0.
+        max_chunks_per_step: a backlog is encoded this many chunks at a time at most.
+    """
+
+    def __init__(self, model, chunk_size: int, left_context_size: int,
+                 right_context_size: int, max_chunks_per_step: int = 16):
+        if chunk_size is None or chunk_size <= 0:
+            raise StreamError("a stream needs chunk_size > 0 (full context cannot stream)")
+        self.model, self.encoder = model, model.encoder
+        self.chunk, self.left, self.right = chunk_size, left_context_size, right_context_size
+        self.max_chunks = max(1, max_chunks_per_step)
+        r = max(right_context_size, self.encoder.lorder)
+        self.lookahead = (r + max(chunk_size, r) * (self.encoder.num_blocks - 1)) * \
+            Subsampling.stride
+        self.features: Optional[_Features] = None
+        self.feats = torch.zeros(0, 80)  # fbank frames from global index feats_start on
+        self.feats_start = self.available = 0
+        self.next_frame = 0  # global fbank frame where the next segment starts
+        self.cache = None
+        self.search = SpanSearch(model, "ctc_greedy", 1)
+        self.finished = False
+
+    # ------------------------------------------------------------------ input
+    def accept_waveform(self, samples, sample_rate: int):
+        """Take one piece: (n,) int16 values, or floats in [-1, 1] (numpy or torch), at
+        ``sample_rate`` (the same for the whole stream)."""
+        if self.finished:
+            raise StreamError("the stream is finished: start a new one")
+        x = torch.as_tensor(np.asarray(samples))
+        if x.dim() != 1:
+            raise StreamError(f"a piece must be one channel of samples, got shape "
+                              f"{tuple(x.shape)}")
+        x = x.double() if x.is_floating_point() else x.double() / INT16
+        x = (x * INT16).float()  # int16 scale, as load_audio gives
+        if self.features is None:
+            if sample_rate <= 0:
+                raise StreamError(f"sample rate {sample_rate} is not positive")
+            self.features = _Features(int(sample_rate))
+        elif sample_rate != self.features.rate:
+            raise StreamError(f"sample rate {sample_rate} differs from the stream's "
+                              f"{self.features.rate}")
+        self.features.push(x)
+        self._advance(finished=False)
+
+    def finish(self) -> Transcript:
+        """No more audio: encode what is left and return the whole stream's transcript."""
+        if not self.finished:
+            self.finished = True
+            if self.features is not None:
+                self._advance(finished=True)
+        return self.search.finish()
+
+    def partial(self) -> str:
+        """The text of the frames emitted so far (final: later audio cannot change them)."""
+        tokens = greedy_tokens(self.search.frame_ids, self.model.ctc.blank_id)
+        return Transcript(tokens, self.model.vocab).text
+
+    # ------------------------------------------------------------------ work
+    @torch.no_grad()
+    def _advance(self, finished: bool):
+        new = self.features.take(finished)
+        if new.numel():
+            self.feats = torch.cat([self.feats, new])
+            self.available += new.size(0)
+        step = self.chunk * Subsampling.stride  # fbank frames per chunk
+        while True:
+            ready = self.available - self.next_frame - \
+                (Subsampling.receptive_field - Subsampling.stride) - self.lookahead
+            chunks = min(ready // step, self.max_chunks)
+            if chunks <= 0:
+                break
+            keep = chunks * self.chunk
+            stop = self.next_frame + keep * Subsampling.stride + \
+                Subsampling.receptive_field - Subsampling.stride + self.lookahead
+            self._encode(self.next_frame, stop, keep, last=False)
+        if finished and self.available - self.next_frame >= Subsampling.receptive_field:
+            self._encode(self.next_frame, self.available, keep=None, last=True)
+
+    def _encode(self, start: int, stop: int, keep: Optional[int], last: bool):
+        feats = self.feats[start - self.feats_start:stop - self.feats_start]
+        feats = feats.to(self.model.device)
+        n_keep = keep if keep is not None else 0
+        enc, self.cache = self.encoder.forward_segment(feats, self.chunk, self.left, self.right,
+                                                       self.cache, n_keep)
+        out = enc if last else enc[:keep]
+        self.search.add(out)
+        if not last:
+            self.next_frame += keep * Subsampling.stride
+            drop = self.next_frame - self.feats_start
+            self.feats, self.feats_start = self.feats[drop:], self.next_frame
+        else:
+            self.next_frame = self.available

@@ -1,0 +1,95 @@
+"""A live stream fed in pieces of any size gives the token ids of offline long-form decoding
+with the same contexts (8 and 16 kHz, int16 and float pieces), its partial text only grows,
+its buffers stay bounded, and bad pieces are refused with a clear message."""
+import random
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from chunkformer.decoding.endless import decode_long
+from chunkformer.model import ChunkFormerModel
+from chunkformer.streaming.stream import StreamError
+
+
+@pytest.fixture(scope="module")
+def model(default_model):
+    return ChunkFormerModel.from_pretrained(default_model).eval()
+
+
+@pytest.fixture(scope="module")
+def telephone_side(vi_speech, tmp_path_factory):
+    """The espeak-ng sentences one after another with pauses, at 8 kHz int16 (~15 s)."""
+    import torch
+    import torchaudio
+
+    pieces = []
+    for path, _ in vi_speech:
+        x, rate = sf.read(str(path), dtype="int16")
+        pieces += [np.zeros(rate // 2, np.int16), x]
+    wave = torchaudio.functional.resample(torch.from_numpy(np.concatenate(pieces)).double(),
+                                          16000, 8000).numpy()
+    wave = np.clip(np.round(wave), -32768, 32767)
+    path = tmp_path_factory.mktemp("stream") / "side8k.wav"
+    sf.write(str(path), wave.astype(np.int16), 8000, subtype="PCM_16")
+    return path
+
+
+def feed(stream, samples, rate, seed, sizes):
+    """→ (transcript, partial text after each piece, frames emitted before finish)."""
+    rng, i = random.Random(seed), 0
+    partials = []
+    while i < len(samples):
+        n = rng.choice(sizes)
+        stream.accept_waveform(samples[i:i + n], rate)
+        partials.append(stream.partial())
+        i += n
+    emitted = len(stream.search.frame_ids)
+    return stream.finish(), partials, emitted
+
+
+@pytest.mark.parametrize("context", [(8, 32, 0), (8, 32, 2), (16, 32, 4)])
+def test_equals_long_form_decoding_whatever_the_pieces(model, telephone_side, real_recording,
+                                                      context):
+    for path, dtype in ((telephone_side, "int16"), (real_recording, "float32")):
+        reference = decode_long(model, str(path), *context)
+        samples, rate = sf.read(str(path), dtype=dtype)
+        for seed, sizes in ((0, [1, 7, 80, 160, 333]), (1, [800, 4000, 16000, 37])):
+            stream = model.stream(*context)
+            result, partials, emitted = feed(stream, samples, rate, seed, sizes)
+            assert result.frame_ids == reference.frame_ids, (path, seed)
+            assert result.text == reference.text
+            assert all(result.text.startswith(p) for p in partials)  # finals never change
+            # a chunk is emitted once its exact look-ahead is in, the rest at finish
+            assert len(result.frame_ids) - emitted <= (stream.lookahead + 15) // 8 + 16 * 8
+
+
+def test_buffers_stay_bounded(model, telephone_side, tmp_path):
+    samples, rate = sf.read(str(telephone_side), dtype="int16")
+    samples = np.tile(samples, 8)  # ~2 minutes
+    stream = model.stream(8, 32, 2)
+    most_frames = most_native = 0
+    for i in range(0, len(samples), rate // 2):
+        stream.accept_waveform(samples[i:i + rate // 2], rate)
+        most_frames = max(most_frames, stream.feats.size(0))
+        most_native = max(most_native, stream.features.native.numel())
+    step = 8 * 8
+    assert most_frames <= stream.lookahead + 16 * step + 15 + 50 + 10  # + one piece
+    assert most_native <= rate  # under a second of native samples
+    sf.write(str(tmp_path / "long.wav"), samples, rate, subtype="PCM_16")
+    reference = decode_long(model, str(tmp_path / "long.wav"), 8, 32, 2)
+    assert stream.finish().frame_ids == reference.frame_ids
+
+
+def test_bad_pieces_are_refused(model):
+    stream = model.stream(8, 32, 0)
+    with pytest.raises(StreamError, match="one channel"):
+        stream.accept_waveform(np.zeros((10, 2), np.int16), 8000)
+    stream.accept_waveform(np.zeros(100, np.int16), 8000)
+    with pytest.raises(StreamError, match="differs from the stream's 8000"):
+        stream.accept_waveform(np.zeros(100, np.int16), 16000)
+    assert stream.finish().text == ""
+    with pytest.raises(StreamError, match="finished"):
+        stream.accept_waveform(np.zeros(100, np.int16), 8000)
+    with pytest.raises(StreamError, match="chunk_size > 0"):
+        model.stream(0, 0, 0)
