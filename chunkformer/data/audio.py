@@ -32,7 +32,7 @@ _INT_SCALE = {
     np.dtype(np.int32): (0, 2.0**-16),
     np.dtype(np.uint8): (128, 256.0),
 }
-# torchaudio's resampler defaults; its filter reaches this far (see _resample_margin).
+# torchaudio's resampler defaults; its filter reaches this far (see resample_margin).
 _LOWPASS_FILTER_WIDTH = 6
 _ROLLOFF = 0.99
 
@@ -130,7 +130,7 @@ def _check_samples(wave: torch.Tensor, what) -> None:
         raise AudioError(f"{what}: contains NaN/inf samples")
 
 
-def _to_16k(wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
+def to_16k(wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """Resample (N,) float32 to 16 kHz.
 
     Done in float64: float32 convolution rounds differently with the input length, and near-empty
@@ -184,7 +184,7 @@ def load_audio(source, sample_rate=None, start=None, end=None,
         s, e = _segment(start, end, sample_rate, wave.numel(), what)
         wave = wave[s:e]
     _check_samples(wave, what)
-    return _to_16k(wave, sample_rate)
+    return to_16k(wave, sample_rate)
 
 
 def audio_channels(path) -> int:
@@ -220,7 +220,7 @@ def ensure_long_enough(wave: torch.Tensor, key: str = "audio") -> torch.Tensor:
     return wave
 
 
-def _resample_margin(orig: int, new: int) -> int:
+def resample_margin(orig: int, new: int) -> int:
     """Input blocks of ``orig`` samples either side that one output block of the resampler needs.
 
     With gcd-reduced rates torchaudio's sinc resampler computes output block j (``new``
@@ -240,7 +240,7 @@ class FbankStream:
     ``read(a, b)`` equals ``compute_fbank(load_audio(path))[a:b]`` to float rounding: fbank
     frame i depends on 16 kHz samples [160 i, 160 i + 400) only, and those are resampled from
     an aligned native-rate window wide enough for the resampling filter (see
-    :func:`_resample_margin`). Memory is O(b - a), whatever the file length.
+    :func:`resample_margin`). Memory is O(b - a), whatever the file length.
 
     Attributes:
         sample_rate: native rate of the source.
@@ -264,7 +264,7 @@ class FbankStream:
             self.sample_rate, self._native_len = SAMPLE_RATE, self._wave.numel()
         g = math.gcd(self.sample_rate, SAMPLE_RATE)
         self._orig, self._new = self.sample_rate // g, SAMPLE_RATE // g
-        self._margin = _resample_margin(self._orig, self._new)
+        self._margin = resample_margin(self._orig, self._new)
         self.num_samples = -(-self._new * self._native_len // self._orig)
         self.num_frames = num_frames(self.num_samples)
         self.duration = self._native_len / self.sample_rate
@@ -291,7 +291,7 @@ class FbankStream:
         _check_samples(wave, f"{self._path} [{s}, {e})")
         # s is a whole number of input blocks, so the piece's output starts on a block too.
         offset = s // self._orig * self._new
-        return _to_16k(wave, self.sample_rate)[p - offset : q - offset]
+        return to_16k(wave, self.sample_rate)[p - offset : q - offset]
 
     def read(self, a: int, b: int) -> torch.Tensor:
         """Fbank frames [a, b) → (b - a, F) float32."""

@@ -30,7 +30,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from chunkformer.data.audio import SAMPLE_RATE, _resample_margin, _to_16k
+from chunkformer.data.audio import SAMPLE_RATE, resample_margin, to_16k
 from chunkformer.data.features import SHIFT, WINDOW, compute_fbank
 from chunkformer.decoding.spans import SpanSearch
 from chunkformer.decoding.transcript import Transcript, greedy_tokens
@@ -49,7 +49,7 @@ class _Features:
     def __init__(self, sample_rate: int, num_mel_bins: int = 80):
         g = math.gcd(sample_rate, SAMPLE_RATE)
         self.rate, self.orig, self.new = sample_rate, sample_rate // g, SAMPLE_RATE // g
-        self.margin = 0 if self.orig == self.new else _resample_margin(self.orig, self.new)
+        self.margin = 0 if self.orig == self.new else resample_margin(self.orig, self.new)
         self.num_mel_bins = num_mel_bins
         self.native = torch.zeros(0)  # native samples from index native_start on
         self.native_start = self.native_len = 0
@@ -76,7 +76,7 @@ class _Features:
         e = min(self.native_len, (-(-q // self.new) + self.margin) * self.orig)
         piece = self.native[s - self.native_start:e - self.native_start]
         offset = s // self.orig * self.new
-        return _to_16k(piece, self.rate)[p - offset:q - offset]
+        return to_16k(piece, self.rate)[p - offset:q - offset]
 
     def take(self, finished: bool = False) -> torch.Tensor:
         """The fbank frames that became final since the last call → (n, F)."""

@@ -231,7 +231,7 @@ def test_stream_reads_only_needed_samples(long_8k, monkeypatch):
 
     monkeypatch.setattr(sf.SoundFile, "read", spy)
     stream.read(1000, 1010)  # 16 kHz samples [160000, 161840) → 920 samples at 8 kHz
-    assert reads == [920 + 2 * audio._resample_margin(1, 2)]
+    assert reads == [920 + 2 * audio.resample_margin(1, 2)]
 
 
 def test_stream_in_memory_and_bounds(utt):
