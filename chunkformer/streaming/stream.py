@@ -3,7 +3,10 @@
 ``stream = model.stream(chunk_size, left_context_size, right_context_size)`` returns a
 :class:`Stream`; ``stream.accept_waveform(samples, sample_rate)`` takes any number of samples
 (int16 values or floats in [-1, 1], any rate; the rate is fixed by the first piece);
-``stream.partial()`` is the text of what is final so far; ``stream.finish()`` flushes and
+``stream.partial()`` is the text of what is final so far; ``stream.pop_finals()`` returns the
+utterances an endpoint has closed since the last call (a run of ``endpoint_silence`` seconds of
+blank frames after speech), each ``{"text", "start", "end", "words"}`` with times in seconds
+from the start of the stream; ``stream.finish()`` flushes, closes the last utterance and
 returns the :class:`~chunkformer.decoding.transcript.Transcript` of the whole stream.
 
 Everything is computed once and exactly as offline long-form decoding (``endless_decode``,
@@ -25,7 +28,7 @@ Memory holds only what is still needed: the native and 16 kHz samples of the fra
 made, the fbank frames of the next segment, and the caches.
 """
 import math
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -33,7 +36,7 @@ import torch
 from chunkformer.data.audio import SAMPLE_RATE, resample_margin, to_16k
 from chunkformer.data.features import SHIFT, WINDOW, compute_fbank
 from chunkformer.decoding.spans import SpanSearch
-from chunkformer.decoding.transcript import Transcript, greedy_tokens
+from chunkformer.decoding.transcript import FRAME_SHIFT, Transcript, greedy_tokens
 from chunkformer.encoder.subsampling import DepthwiseStridingSubsampling as Subsampling
 
 INT16 = 32768.0
@@ -113,10 +116,13 @@ class Stream:
         chunk_size, left_context_size, right_context_size: C, L, R in encoder frames (80 ms);
             C > 0.
         max_chunks_per_step: a backlog is encoded this many chunks at a time at most.
+        endpoint_silence: seconds of blank frames after speech that close an utterance
+            (None: only ``finish`` closes it).
     """
 
     def __init__(self, model, chunk_size: int, left_context_size: int,
-                 right_context_size: int, max_chunks_per_step: int = 16):
+                 right_context_size: int, max_chunks_per_step: int = 16,
+                 endpoint_silence: Optional[float] = 0.8):
         if chunk_size is None or chunk_size <= 0:
             raise StreamError("a stream needs chunk_size > 0 (full context cannot stream)")
         self.model, self.encoder = model, model.encoder
@@ -132,6 +138,12 @@ class Stream:
         self.cache = None
         self.search = SpanSearch(model, "ctc_greedy", 1)
         self.finished = False
+        self.endpoint_frames = None if endpoint_silence is None else \
+            max(1, round(endpoint_silence / FRAME_SHIFT))
+        self.utterance_start = 0  # first emitted frame of the open utterance
+        self.last_token = None  # its last non-blank frame so far
+        self.scanned = 0  # emitted frames looked at by the endpoint rule
+        self.finals: List[dict] = []
 
     # ------------------------------------------------------------------ input
     def accept_waveform(self, samples, sample_rate: int):
@@ -161,12 +173,45 @@ class Stream:
             self.finished = True
             if self.features is not None:
                 self._advance(finished=True)
+            self._endpoint()
+            self._close(len(self.search.frame_ids))
         return self.search.finish()
+
+    def pop_finals(self) -> List[dict]:
+        """The utterances closed since the last call, oldest first."""
+        finals, self.finals = self.finals, []
+        return finals
 
     def partial(self) -> str:
         """The text of the frames emitted so far (final: later audio cannot change them)."""
         tokens = greedy_tokens(self.search.frame_ids, self.model.ctc.blank_id)
         return Transcript(tokens, self.model.vocab).text
+
+    def _endpoint(self):
+        """Close an utterance at every run of ``endpoint_frames`` blank frames after a token
+        among the frames emitted since the last look."""
+        if self.endpoint_frames is None:
+            return
+        ids, blank = self.search.frame_ids, self.model.ctc.blank_id
+        for t in range(self.scanned, len(ids)):
+            if ids[t] != blank:
+                self.last_token = t
+            elif self.last_token is not None and t - self.last_token >= self.endpoint_frames:
+                self._close(self.last_token + 1)
+                self.last_token = None
+        self.scanned = len(ids)
+
+    def _close(self, stop: int):
+        """Emit frames [utterance_start, stop) as one final utterance (if it holds a token)."""
+        ids = self.search.frame_ids[self.utterance_start:stop]
+        tokens = greedy_tokens(ids, self.model.ctc.blank_id, offset=self.utterance_start)
+        if tokens:
+            transcript = Transcript(tokens, self.model.vocab)
+            self.finals.append({"text": transcript.text,
+                                "start": round(tokens[0].first * FRAME_SHIFT, 3),
+                                "end": round((tokens[-1].last + 1) * FRAME_SHIFT, 3),
+                                "words": transcript.words()})
+        self.utterance_start = stop
 
     # ------------------------------------------------------------------ work
     @torch.no_grad()
@@ -186,6 +231,7 @@ class Stream:
             stop = self.next_frame + keep * Subsampling.stride + \
                 Subsampling.receptive_field - Subsampling.stride + self.lookahead
             self._encode(self.next_frame, stop, keep, last=False)
+            self._endpoint()
         if finished and self.available - self.next_frame >= Subsampling.receptive_field:
             self._encode(self.next_frame, self.available, keep=None, last=True)
 

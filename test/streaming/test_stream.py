@@ -93,3 +93,35 @@ def test_bad_pieces_are_refused(model):
         stream.accept_waveform(np.zeros(100, np.int16), 8000)
     with pytest.raises(StreamError, match="chunk_size > 0"):
         model.stream(0, 0, 0)
+
+
+def test_endpoints_close_utterances_with_times_from_the_stream_start(model, telephone_side):
+    samples, rate = sf.read(str(telephone_side), dtype="int16")
+    whole = decode_long(model, str(telephone_side), 8, 32, 0)
+    stream = model.stream(8, 32, 0, endpoint_silence=0.4)
+    finals, closed_at = [], []
+    for i in range(0, len(samples), 800):
+        stream.accept_waveform(samples[i:i + 800], rate)
+        got = stream.pop_finals()
+        finals += got
+        closed_at += [(i + 800) / rate] * len(got)
+    result = stream.finish()
+    finals += stream.pop_finals()
+    assert result.frame_ids == whole.frame_ids
+    assert len(finals) >= 3  # the sentences are 0.5 s apart
+    # the utterances are the whole transcript cut at pauses (a piece after a pause starts a word)
+    assert "".join(f["text"] for f in finals).replace(" ", "") == whole.text.replace(" ", "")
+    for f, g in zip(finals, finals[1:]):
+        assert f["end"] + 0.4 <= g["start"] + 1e-9  # at least the endpoint silence between
+    for f in finals:
+        assert f["words"] and f["start"] == f["words"][0]["start"]
+        assert f["end"] == f["words"][-1]["end"]
+    # an utterance is closed once the endpoint silence and the chunk's look-ahead are in
+    lag = (stream.lookahead + 15) / 100 + 0.4 + 8 * 0.08 + 800 / rate + 0.08
+    for f, t in zip(finals, closed_at):
+        assert t - f["end"] <= lag, (f, t)
+    none = model.stream(8, 32, 0, endpoint_silence=None)
+    none.accept_waveform(samples, rate)
+    assert none.pop_finals() == []
+    none.finish()
+    assert len(none.pop_finals()) == 1  # finish closes the only utterance
