@@ -19,9 +19,10 @@ piece sizes:
 - fbank frame i: once 16 kHz samples [160 i, 160 i + 400) exist;
 - encoder: a chunk of C frames is emitted once the look-ahead that makes it exact has arrived:
   ``(r + max(C, r)(N - 1)) · 8`` fbank frames, r = max(R, 7) (each layer's right context is the
-  next chunk's output of the layer below, so the look-ahead grows with depth; R = 0 still needs
-  the convolution's 7 frames per layer by this bound), with the attention and convolution
-  caches carried between steps;
+  next chunk's output of the layer below, so the look-ahead grows with depth); none with
+  R = 0, where no layer looks past its chunk (measured: a chunk's output from audio cut right
+  after it equals the whole file's), with the attention and convolution caches carried
+  between steps;
 - greedy CTC on the emitted frames.
 
 Memory holds only what is still needed: the native and 16 kHz samples of the frames not yet
@@ -128,9 +129,12 @@ class Stream:
         self.model, self.encoder = model, model.encoder
         self.chunk, self.left, self.right = chunk_size, left_context_size, right_context_size
         self.max_chunks = max(1, max_chunks_per_step)
+        # With R = 0 no layer looks past its chunk (attention and convolution alike: the
+        # masked batch never lets the convolution see further right than R), so a chunk is
+        # exact as soon as its own frames are in; otherwise the receptive-field bound.
         r = max(right_context_size, self.encoder.lorder)
-        self.lookahead = (r + max(chunk_size, r) * (self.encoder.num_blocks - 1)) * \
-            Subsampling.stride
+        self.lookahead = 0 if right_context_size == 0 else \
+            (r + max(chunk_size, r) * (self.encoder.num_blocks - 1)) * Subsampling.stride
         self.features: Optional[_Features] = None
         self.feats = torch.zeros(0, 80)  # fbank frames from global index feats_start on
         self.feats_start = self.available = 0
