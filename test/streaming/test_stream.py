@@ -1,6 +1,7 @@
 """A live stream fed in pieces of any size gives the token ids of offline long-form decoding
 with the same contexts (8 and 16 kHz, int16 and float pieces), its partial text only grows,
 its buffers stay bounded, and bad pieces are refused with a clear message."""
+import os
 import random
 
 import numpy as np
@@ -125,3 +126,27 @@ def test_endpoints_close_utterances_with_times_from_the_stream_start(model, tele
     assert none.pop_finals() == []
     none.finish()
     assert len(none.pop_finals()) == 1  # finish closes the only utterance
+
+
+def _resident_mib() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+@pytest.mark.skipif(os.environ.get("CHUNKFORMER_SLOW") != "1",
+                    reason="an hour of audio (~1-2 min): set CHUNKFORMER_SLOW=1")
+def test_memory_stays_flat_over_an_hour(model, telephone_side):
+    samples, rate = sf.read(str(telephone_side), dtype="int16")
+    hour = 3600 * rate
+    stream = model.stream(8, 32, 0, endpoint_silence=0.8)
+    resident, fed, piece = [], 0, rate // 5
+    while fed < hour:
+        for i in range(0, len(samples), piece):
+            stream.accept_waveform(samples[i:i + piece], rate)
+        stream.pop_finals()
+        fed += len(samples)
+        resident.append(_resident_mib())
+    stream.finish()
+    tenth = len(resident) // 10
+    assert max(resident[-tenth:]) - max(resident[tenth:2 * tenth]) < 20, resident[::tenth]
+    assert stream.feats.size(0) < 8 * 8 * 16 + 15 + piece // 80 + 1
