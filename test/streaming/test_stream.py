@@ -150,3 +150,12 @@ def test_memory_stays_flat_over_an_hour(model, telephone_side):
     tenth = len(resident) // 10
     assert max(resident[-tenth:]) - max(resident[tenth:2 * tenth]) < 20, resident[::tenth]
     assert stream.feats.size(0) < 8 * 8 * 16 + 15 + piece // 80 + 1
+
+
+def test_reference_long_file_through_a_stream(ref_model_dir, reference_dir, reference):
+    """The reference code's long-form vector (64/128/128, 6 segments with caches): the same
+    frame-level token ids from a stream fed in random pieces."""
+    model = ChunkFormerModel.from_pretrained(ref_model_dir).eval()
+    samples, rate = sf.read(str(reference_dir / "wavs" / "long.flac"), dtype="int16")
+    result, _, _ = feed(model.stream(64, 128, 128), samples, rate, 3, [160, 1600, 7919, 16000])
+    assert result.frame_ids == np.asarray(reference["endless_ids"]).reshape(-1).tolist()
