@@ -3,7 +3,7 @@
 ``stream = model.stream(chunk_size, left_context_size, right_context_size)`` returns a
 :class:`Stream`; ``stream.accept_waveform(samples, sample_rate)`` takes any number of samples
 (int16 values or floats in [-1, 1], any rate; the rate is fixed by the first piece);
-``stream.partial()`` is the text of what is final so far; ``stream.pop_finals()`` returns the
+``stream.partial()`` is the text of the open utterance so far; ``stream.pop_finals()`` returns the
 utterances an endpoint has closed since the last call (a run of ``endpoint_silence`` seconds of
 blank frames after speech), each ``{"text", "start", "end", "words"}`` with times in seconds
 from the start of the stream; ``stream.finish()`` flushes, closes the last utterance and
@@ -187,8 +187,12 @@ class Stream:
         return finals
 
     def partial(self) -> str:
-        """The text of the frames emitted so far (final: later audio cannot change them)."""
-        tokens = greedy_tokens(self.search.frame_ids, self.model.ctc.blank_id)
+        """The text of the open utterance so far (its frames are final: later audio only adds
+        to it). Only the open utterance is read, so calling this after every piece costs the
+        utterance's length, not the stream's (with ``endpoint_silence=None`` the stream is one
+        utterance)."""
+        ids = self.search.frame_ids[self.utterance_start:]
+        tokens = greedy_tokens(ids, self.model.ctc.blank_id)
         return Transcript(tokens, self.model.vocab).text
 
     def _endpoint(self):
