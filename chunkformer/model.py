@@ -161,12 +161,12 @@ class ChunkFormerModel(nn.Module):
 
     def stream(self, chunk_size: int = 8, left_context_size: int = 32,
                right_context_size: int = 0, **kwargs):
-        """A live :class:`~chunkformer.streaming.stream.Stream` on this model: feed it audio
+        """A live :class:`~chunkformer.streaming.stream.SegmentStream` on this model: feed it audio
         in pieces (``accept_waveform``), read ``partial()``, end with ``finish()``; its final
         token ids equal ``endless_decode`` with the same contexts."""
-        from chunkformer.streaming.stream import Stream
+        from chunkformer.streaming.stream import SegmentStream
 
-        return Stream(self, chunk_size, left_context_size, right_context_size, **kwargs)
+        return SegmentStream(self, chunk_size, left_context_size, right_context_size, **kwargs)
 
     def endless_decode(self, audio_path, chunk_size: Optional[int] = 64,
                        left_context_size: Optional[int] = 128,

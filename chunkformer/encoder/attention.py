@@ -51,9 +51,12 @@ class ChunkRelPositionAttention(nn.Module):
             x: (G, C, D) chunk queries (and keys/values).
             pos: (2C+L+R-1, D) relative position table for (C, L, R).
             layout: ChunkLayout with key_valid (G, L+C+R).
-            cache: (2, L, D) keys and values of the L frames before frame 0, or None (zeros).
+            cache: (2, L, D) keys and values of the L frames before frame 0, or None (zeros);
+                or (G, 2, L, D), one per chunk, when every chunk is a stream of its own
+                (``ChunkLayout.single_chunks``).
             cache_at: if given, also return the (2, L, D) keys/values of the L frames that
-                precede frame ``cache_at`` (in cache ++ chunks order), the next segment's cache.
+                precede frame ``cache_at`` (in cache ++ chunks order), the next segment's cache
+                ((G, 2, L, D), those before each chunk's frame ``cache_at``, with per-chunk caches).
         Returns:
             (G, C, D) output, and the new cache (or None).
         """
@@ -61,11 +64,19 @@ class ChunkRelPositionAttention(nn.Module):
         left, right = layout.left, layout.right
         window = left + c + right
         q = self.linear_q(x).view(g, c, self.h, self.d_k)
-        kv = torch.stack((self.linear_k(x), self.linear_v(x))).view(2, g * c, d)
-        front = cache if cache is not None else kv.new_zeros(2, left, d)
-        seq = torch.cat((front, kv, kv.new_zeros(2, right, d)), dim=1)  # (2, L+GC+R, D)
-        # a copy, not a view: a view would keep every layer's whole (2, L+GC+R, D) sequence alive
-        new_cache = seq[:, cache_at:cache_at + left].clone() if cache_at is not None else None
+        kv = torch.stack((self.linear_k(x), self.linear_v(x)))  # (2, G, C, D)
+        if cache is not None and cache.dim() == 4:  # one stream per chunk: windows side by side
+            windows = torch.cat((cache.transpose(0, 1), kv, kv.new_zeros(2, g, right, d)), 2)
+            new_cache = windows[:, :, cache_at:cache_at + left].transpose(0, 1) \
+                if cache_at is not None else None
+            windows = windows.transpose(2, 3)  # (2, G, D, W)
+        else:  # chunks laid end to end, each window a view of the sequence
+            kv = kv.view(2, g * c, d)
+            front = cache if cache is not None else kv.new_zeros(2, left, d)
+            seq = torch.cat((front, kv, kv.new_zeros(2, right, d)), dim=1)  # (2, L+GC+R, D)
+            # a copy, not a view: a view would keep every layer's whole sequence alive
+            new_cache = seq[:, cache_at:cache_at + left].clone() if cache_at is not None else None
+            windows = None
 
         p = self.linear_pos(pos.to(x.dtype)).view(-1, self.h, self.d_k).permute(1, 2, 0)
         q_u = (q + self.pos_bias_u).transpose(1, 2)  # (G, H, C, dk)
@@ -74,7 +85,8 @@ class ChunkRelPositionAttention(nn.Module):
         out = []
         for g0 in range(0, g, group):
             g1 = min(g, g0 + group)
-            win = seq[:, g0 * c:(g1 - 1) * c + window].unfold(1, window, c)  # (2, n, D, W)
+            win = windows[:, g0:g1] if windows is not None else \
+                seq[:, g0 * c:(g1 - 1) * c + window].unfold(1, window, c)  # (2, n, D, W)
             win = win.reshape(2, g1 - g0, self.h, self.d_k, window)
             ac = torch.matmul(q_u[g0:g1], win[0])  # (n, H, C, W)
             bd = rel_shift(torch.matmul(q_v[g0:g1], p), window)

@@ -68,6 +68,23 @@ class ChunkLayout:
         return cls(chunk, left, right, lorder, lengths, chunk_utt, chunk_index, first_chunk,
                    key_valid, conv_valid, frame_valid)
 
+    @classmethod
+    def single_chunks(cls, lengths, history, chunk, left, right, lorder):
+        """Layout where every utterance is one chunk with its own cache: streams stepped
+        together one chunk each (``lengths`` (B,) real frames ≤ C of each chunk, ``history``
+        (B,) real frames behind each cache), and full context (C = the padded length, no
+        cache). Tensor operations only, on the lengths' device, so it traces for export."""
+        dev = lengths.device
+        start = torch.zeros_like(lengths).unsqueeze(1)  # every chunk starts at its frame 0
+        length, back = lengths.unsqueeze(1), -history.unsqueeze(1)
+        key = torch.arange(left + chunk + right, device=dev) - left
+        conv = torch.arange(chunk + 2 * lorder, device=dev) - lorder
+        order = torch.arange(lengths.size(0), device=dev)
+        return cls(chunk, left, right, lorder, lengths, order, torch.zeros_like(order), order,
+                   key_valid=(key >= back) & (key < length),
+                   conv_valid=(conv >= back) & (conv < length) & (conv <= start + chunk - 1 + right),
+                   frame_valid=torch.arange(chunk, device=dev) < length)
+
     @property
     def num_chunks(self) -> int:
         return len(self.chunk_utt)

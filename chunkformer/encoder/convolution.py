@@ -35,19 +35,26 @@ class ChunkConvolution(nn.Module):
         """Args:
             x: (G, C, D) chunk frames.
             layout: ChunkLayout with conv_valid (G, C + 2 lorder) and frame_valid (G, C).
-            cache: (lorder, D) GLU outputs of the frames before frame 0, or None (zeros).
-            cache_at: if given, also return the lorder GLU frames preceding ``cache_at``.
+            cache: (lorder, D) GLU outputs of the frames before frame 0, or None (zeros); or
+                (G, lorder, D), one per chunk, when every chunk is a stream of its own.
+            cache_at: if given, also return the lorder GLU frames preceding ``cache_at`` (of
+                each chunk, with per-chunk caches).
         Returns:
             (G, C, D) output (zero at invalid frames) and the new cache (or None).
         """
         g, c, d = x.shape
         p = self.lorder
         h = F.linear(x, self.pointwise_conv1.weight.squeeze(-1), self.pointwise_conv1.bias)
-        h = F.glu(h, dim=-1).reshape(g * c, d)  # (GC, D)
-        front = cache if cache is not None else h.new_zeros(p, d)
-        seq = torch.cat((front, h, h.new_zeros(p, d)))  # (p + GC + p, D)
-        new_cache = seq[cache_at:cache_at + p].clone() if cache_at is not None else None  # no view
-        win = seq.unfold(0, c + 2 * p, c)  # (G, D, C + 2p)
+        h = F.glu(h, dim=-1)  # (G, C, D)
+        if cache is not None and cache.dim() == 3:  # one stream per chunk
+            win = torch.cat((cache, h, h.new_zeros(g, p, d)), 1)  # (G, C + 2p, D)
+            new_cache = win[:, cache_at:cache_at + p] if cache_at is not None else None
+            win = win.transpose(1, 2)
+        else:
+            front = cache if cache is not None else h.new_zeros(p, d)
+            seq = torch.cat((front, h.reshape(g * c, d), h.new_zeros(p, d)))  # (p + GC + p, D)
+            new_cache = seq[cache_at:cache_at + p].clone() if cache_at is not None else None
+            win = seq.unfold(0, c + 2 * p, c)  # (G, D, C + 2p)
         win = win.masked_fill(~layout.conv_valid.unsqueeze(1), 0.0)
         y = self.depthwise_conv(win).transpose(1, 2)  # (G, C, D)
         y = F.silu(self.norm(y))

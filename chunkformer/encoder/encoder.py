@@ -126,6 +126,29 @@ class ChunkFormerEncoder(nn.Module):
             layers.extend(h.reshape(-1, h.size(-1))[:n] for h in blocks)
         return x.reshape(-1, x.size(-1))[:n], new_cache
 
+    def forward_chunks(self, windows: torch.Tensor, lengths: torch.Tensor,
+                       history: torch.Tensor, att_cache: torch.Tensor, conv_cache: torch.Tensor,
+                       chunk_size: int, left_context_size: int, right_context_size: int = 0):
+        """Encode one chunk for each of B streams in one forward, each with its own caches
+        (live recognition of many calls; the streaming ONNX graph).
+
+        Args:
+            windows: (B, 8C + 7, F) fbank frames of each stream's next chunk.
+            lengths: (B,) real encoder frames in each chunk (C, fewer in a stream's last one).
+            history: (B,) real frames behind each stream's caches (0 for a fresh stream).
+            att_cache: (N, B, 2, L, D) keys/values of each stream's last L frames, per layer.
+            conv_cache: (N, B, lorder, D) each stream's last convolution inputs, per layer.
+        Returns:
+            (B, C, D) output (zero after each length) and the (N, B, 2, L, D), (N, B, lorder, D)
+            caches for each stream's next chunk. With R = 0 this is exactly what a chunked pass
+            over each stream's whole audio gives; with R > 0 the right context is empty.
+        """
+        layout = ChunkLayout.single_chunks(lengths, history, chunk_size, left_context_size,
+                                           right_context_size, self.lorder)
+        x, cache = self._encode_chunks(windows, layout, EncoderCache(att_cache, conv_cache),
+                                       chunk_size)
+        return x, cache.att, cache.conv
+
     def empty_cache(self, left: int, dtype=torch.float32, device="cpu") -> EncoderCache:
         n, d = self.num_blocks, self.output_size
         return EncoderCache(torch.zeros(n, 2, left, d, dtype=dtype, device=device),

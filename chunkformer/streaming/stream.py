@@ -1,7 +1,9 @@
-"""Live recognition of one audio stream fed in pieces of any size (issue 14, first step).
+"""Live recognition of an audio stream fed in pieces of any size.
 
 ``stream = model.stream(chunk_size, left_context_size, right_context_size)`` returns a
-:class:`Stream`; ``stream.accept_waveform(samples, sample_rate)`` takes any number of samples
+:class:`SegmentStream` that encodes itself; :class:`~chunkformer.streaming.group.StreamGroup`
+makes streams that are encoded together, one chunk each per batched forward (a server's calls).
+Both have the :class:`Stream` API: ``stream.accept_waveform(samples, sample_rate)`` takes any number of samples
 (int16 values or floats in [-1, 1], any rate; the rate is fixed by the first piece);
 ``stream.partial()`` is the text of the open utterance so far; ``stream.pop_finals()`` returns the
 utterances an endpoint has closed since the last call (a run of ``endpoint_silence`` seconds of
@@ -23,7 +25,7 @@ piece sizes:
   R = 0, where no layer looks past its chunk (measured: a chunk's output from audio cut right
   after it equals the whole file's), with the attention and convolution caches carried
   between steps;
-- greedy CTC on the emitted frames.
+- greedy CTC on the emitted frames (per-frame ids kept, so the transcript has word times).
 
 Memory holds only what is still needed: the native and 16 kHz samples of the frames not yet
 made, the fbank frames of the next segment, and the caches.
@@ -36,7 +38,6 @@ import torch
 
 from chunkformer.data.audio import SAMPLE_RATE, resample_margin, to_16k
 from chunkformer.data.features import SHIFT, WINDOW, compute_fbank
-from chunkformer.decoding.spans import SpanSearch
 from chunkformer.decoding.transcript import FRAME_SHIFT, Transcript, greedy_tokens
 from chunkformer.encoder.subsampling import DepthwiseStridingSubsampling as Subsampling
 
@@ -110,37 +111,34 @@ class _Features:
 
 
 class Stream:
-    """One live stream on a model (module docstring). Made by ``ChunkFormerModel.stream``.
+    """What every live stream does: features, the endpoint rule, partial and final results.
+
+    Subclasses say how encoder frames are made: ``_step`` after each piece, ``_flush`` once the
+    input has ended, each calling :meth:`_emit` with the ids of the frames they made.
 
     Args:
-        model: a :class:`~chunkformer.model.ChunkFormerModel` in eval mode.
+        vocab: the model's vocabulary; blank_id: CTC blank.
         chunk_size, left_context_size, right_context_size: C, L, R in encoder frames (80 ms);
             C > 0.
-        max_chunks_per_step: a backlog is encoded this many chunks at a time at most.
+        lookahead: fbank frames past a chunk that must be in before the chunk is exact.
         endpoint_silence: seconds of blank frames after speech that close an utterance
             (None: only ``finish`` closes it).
     """
 
-    def __init__(self, model, chunk_size: int, left_context_size: int,
-                 right_context_size: int, max_chunks_per_step: int = 16,
-                 endpoint_silence: Optional[float] = 0.8):
+    def __init__(self, vocab, blank_id: int, chunk_size: int, left_context_size: int,
+                 right_context_size: int, lookahead: int, endpoint_silence: Optional[float]):
         if chunk_size is None or chunk_size <= 0:
             raise StreamError("a stream needs chunk_size > 0 (full context cannot stream)")
-        self.model, self.encoder = model, model.encoder
+        if left_context_size < 0 or right_context_size < 0:
+            raise StreamError("context sizes must be ≥ 0")
+        self.vocab, self.blank = vocab, blank_id
         self.chunk, self.left, self.right = chunk_size, left_context_size, right_context_size
-        self.max_chunks = max(1, max_chunks_per_step)
-        # With R = 0 no layer looks past its chunk (attention and convolution alike: the
-        # masked batch never lets the convolution see further right than R), so a chunk is
-        # exact as soon as its own frames are in; otherwise the receptive-field bound.
-        r = max(right_context_size, self.encoder.lorder)
-        self.lookahead = 0 if right_context_size == 0 else \
-            (r + max(chunk_size, r) * (self.encoder.num_blocks - 1)) * Subsampling.stride
+        self.lookahead = lookahead
         self.features: Optional[_Features] = None
         self.feats = torch.zeros(0, 80)  # fbank frames from global index feats_start on
         self.feats_start = self.available = 0
-        self.next_frame = 0  # global fbank frame where the next segment starts
-        self.cache = None
-        self.search = SpanSearch(model, "ctc_greedy", 1)
+        self.next_frame = 0  # global fbank frame where the next chunk starts
+        self.frame_ids: List[int] = []  # greedy CTC id of every emitted encoder frame
         self.finished = False
         self.endpoint_frames = None if endpoint_silence is None else \
             max(1, round(endpoint_silence / FRAME_SHIFT))
@@ -169,17 +167,20 @@ class Stream:
             raise StreamError(f"sample rate {sample_rate} differs from the stream's "
                               f"{self.features.rate}")
         self.features.push(x)
-        self._advance(finished=False)
+        self._take_features(finished=False)
+        self._step()
 
     def finish(self) -> Transcript:
         """No more audio: encode what is left and return the whole stream's transcript."""
         if not self.finished:
             self.finished = True
             if self.features is not None:
-                self._advance(finished=True)
+                self._take_features(finished=True)
+                self._flush()
             self._endpoint()
-            self._close(len(self.search.frame_ids))
-        return self.search.finish()
+            self._close(len(self.frame_ids))
+        tokens = greedy_tokens(self.frame_ids, self.blank)
+        return Transcript(tokens, self.vocab, frame_ids=self.frame_ids, blank=self.blank)
 
     def pop_finals(self) -> List[dict]:
         """The utterances closed since the last call, oldest first."""
@@ -191,16 +192,66 @@ class Stream:
         to it). Only the open utterance is read, so calling this after every piece costs the
         utterance's length, not the stream's (with ``endpoint_silence=None`` the stream is one
         utterance)."""
-        ids = self.search.frame_ids[self.utterance_start:]
-        tokens = greedy_tokens(ids, self.model.ctc.blank_id)
-        return Transcript(tokens, self.model.vocab).text
+        tokens = greedy_tokens(self.frame_ids[self.utterance_start:], self.blank)
+        return Transcript(tokens, self.vocab).text
 
+    @property
+    def seconds_decoded(self) -> float:
+        """Audio behind the emitted encoder frames, in seconds."""
+        return len(self.frame_ids) * FRAME_SHIFT
+
+    # ------------------------------------------------------------------ chunks
+    @property
+    def chunk_frames(self) -> int:
+        """Fbank frames one chunk reads (8C + 7: its own 8C and the front end's overlap)."""
+        return self.chunk * Subsampling.stride + Subsampling.receptive_field - Subsampling.stride
+
+    def ready_chunks(self) -> int:
+        """Whole chunks whose frames (and look-ahead) are in but not yet encoded."""
+        ready = self.available - self.next_frame - self.lookahead - \
+            (Subsampling.receptive_field - Subsampling.stride)
+        return max(0, ready // (self.chunk * Subsampling.stride))
+
+    def tail_frames(self) -> int:
+        """After ``finish``: fbank frames left for a last, shorter chunk (0 if too few)."""
+        left = self.available - self.next_frame
+        return left if self.finished and left >= Subsampling.receptive_field else 0
+
+    def frames(self, start: int, stop: int) -> torch.Tensor:
+        """Fbank frames [start, stop) (global indices; start ≥ the next chunk's first)."""
+        return self.feats[start - self.feats_start:stop - self.feats_start]
+
+    def _take_features(self, finished: bool):
+        new = self.features.take(finished)
+        if new.numel():
+            self.feats = torch.cat([self.feats, new])
+            self.available += new.size(0)
+
+    def _emit(self, ids: List[int], chunks: Optional[int]):
+        """Record the ids of frames made from the next ``chunks`` chunks (None: the tail) and
+        drop the fbank frames no later chunk reads."""
+        self.frame_ids.extend(ids)
+        if chunks is None:
+            self.next_frame = self.available
+        else:
+            self.next_frame += chunks * self.chunk * Subsampling.stride
+            drop = self.next_frame - self.feats_start
+            self.feats, self.feats_start = self.feats[drop:], self.next_frame
+        self._endpoint()
+
+    def _step(self):
+        raise NotImplementedError
+
+    def _flush(self):
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ endpoints
     def _endpoint(self):
         """Close an utterance at every run of ``endpoint_frames`` blank frames after a token
         among the frames emitted since the last look."""
         if self.endpoint_frames is None:
             return
-        ids, blank = self.search.frame_ids, self.model.ctc.blank_id
+        ids, blank = self.frame_ids, self.blank
         for t in range(self.scanned, len(ids)):
             if ids[t] != blank:
                 self.last_token = t
@@ -211,49 +262,64 @@ class Stream:
 
     def _close(self, stop: int):
         """Emit frames [utterance_start, stop) as one final utterance (if it holds a token)."""
-        ids = self.search.frame_ids[self.utterance_start:stop]
-        tokens = greedy_tokens(ids, self.model.ctc.blank_id, offset=self.utterance_start)
+        ids = self.frame_ids[self.utterance_start:stop]
+        tokens = greedy_tokens(ids, self.blank, offset=self.utterance_start)
         if tokens:
-            transcript = Transcript(tokens, self.model.vocab)
+            transcript = Transcript(tokens, self.vocab)
             self.finals.append({"text": transcript.text,
                                 "start": round(tokens[0].first * FRAME_SHIFT, 3),
                                 "end": round((tokens[-1].last + 1) * FRAME_SHIFT, 3),
                                 "words": transcript.words()})
         self.utterance_start = stop
 
-    # ------------------------------------------------------------------ work
-    @torch.no_grad()
-    def _advance(self, finished: bool):
-        new = self.features.take(finished)
-        if new.numel():
-            self.feats = torch.cat([self.feats, new])
-            self.available += new.size(0)
-        step = self.chunk * Subsampling.stride  # fbank frames per chunk
-        while True:
-            ready = self.available - self.next_frame - \
-                (Subsampling.receptive_field - Subsampling.stride) - self.lookahead
-            chunks = min(ready // step, self.max_chunks)
-            if chunks <= 0:
-                break
-            keep = chunks * self.chunk
-            stop = self.next_frame + keep * Subsampling.stride + \
-                Subsampling.receptive_field - Subsampling.stride + self.lookahead
-            self._encode(self.next_frame, stop, keep, last=False)
-            self._endpoint()
-        if finished and self.available - self.next_frame >= Subsampling.receptive_field:
-            self._encode(self.next_frame, self.available, keep=None, last=True)
 
-    def _encode(self, start: int, stop: int, keep: Optional[int], last: bool):
-        feats = self.feats[start - self.feats_start:stop - self.feats_start]
-        feats = feats.to(self.model.device)
-        n_keep = keep if keep is not None else 0
+class SegmentStream(Stream):
+    """A stream that encodes itself, segment by segment, with any (C, L, R); made by
+    ``ChunkFormerModel.stream``.
+
+    Args:
+        model: a :class:`~chunkformer.model.ChunkFormerModel` in eval mode.
+        max_chunks_per_step: a backlog is encoded this many chunks at a time at most.
+        (the rest as :class:`Stream`)
+    """
+
+    def __init__(self, model, chunk_size: int, left_context_size: int,
+                 right_context_size: int, max_chunks_per_step: int = 16,
+                 endpoint_silence: Optional[float] = 0.8):
+        encoder = model.encoder
+        # With R = 0 no layer looks past its chunk (attention and convolution alike: the
+        # masked batch never lets the convolution see further right than R), so a chunk is
+        # exact as soon as its own frames are in; otherwise the receptive-field bound.
+        r = max(right_context_size, encoder.lorder)
+        lookahead = 0 if right_context_size == 0 else \
+            (r + max(chunk_size, r) * (encoder.num_blocks - 1)) * Subsampling.stride
+        super().__init__(model.vocab, model.ctc.blank_id, chunk_size, left_context_size,
+                         right_context_size, lookahead, endpoint_silence)
+        self.model, self.encoder = model, encoder
+        self.max_chunks = max(1, max_chunks_per_step)
+        self.cache = None
+
+    @torch.no_grad()
+    def _step(self):
+        while True:
+            chunks = min(self.ready_chunks(), self.max_chunks)
+            if chunks <= 0:
+                return
+            stop = self.next_frame + chunks * self.chunk * Subsampling.stride + \
+                Subsampling.receptive_field - Subsampling.stride + self.lookahead
+            self._encode(stop, chunks)
+
+    @torch.no_grad()
+    def _flush(self):
+        self._step()
+        if self.tail_frames():
+            self._encode(self.available, None)
+
+    def _encode(self, stop: int, chunks: Optional[int]):
+        feats = self.frames(self.next_frame, stop).to(self.model.device)
+        keep = chunks * self.chunk if chunks is not None else 0
         enc, self.cache = self.encoder.forward_segment(feats, self.chunk, self.left, self.right,
-                                                       self.cache, n_keep)
-        out = enc if last else enc[:keep]
-        self.search.add(out)
-        if not last:
-            self.next_frame += keep * Subsampling.stride
-            drop = self.next_frame - self.feats_start
-            self.feats, self.feats_start = self.feats[drop:], self.next_frame
-        else:
-            self.next_frame = self.available
+                                                       self.cache, keep)
+        if chunks is not None:
+            enc = enc[:keep]
+        self._emit(self.model.ctc.best_ids(enc).tolist(), chunks)

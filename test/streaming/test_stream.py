@@ -45,7 +45,7 @@ def feed(stream, samples, rate, seed, sizes):
         stream.accept_waveform(samples[i:i + n], rate)
         partials.append(stream.partial())
         i += n
-    emitted = len(stream.search.frame_ids)
+    emitted = len(stream.frame_ids)
     return stream.finish(), partials, emitted
 
 
