@@ -19,7 +19,11 @@ setup(
         "numpy",
         "tqdm",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        "test": ["pytest"],
+        "server": ["websockets>=13"],  # chunkformer.bin.serve / stream_client
+        "onnx": ["onnx", "onnxruntime", "onnxscript"],  # chunkformer.bin.export_onnx
+    },
     entry_points={
         "console_scripts": [
             "chunkformer-recognize=chunkformer.bin.recognize:main",

@@ -17,11 +17,12 @@ fi
 
 # Dependencies (torch pinned to 2.11.0), then this checkout as the `chunkformer` package: a
 # clone elsewhere must not test another checkout's editable install.
-if ! python3 -c "import torch, torchaudio, pytest, sentencepiece, kaldiio, editdistance, soundfile" \
-     2>/dev/null \
+# The server and ONNX extras are installed too: their tests are part of the suite.
+if ! python3 -c "import torch, torchaudio, pytest, sentencepiece, kaldiio, editdistance, soundfile,
+import websockets, onnx, onnxruntime, onnxscript" 2>/dev/null \
    || [ "$(python3 -c 'import torch; print(torch.__version__.split("+")[0])')" != "2.11.0" ]; then
-  echo "[install] pip install -e .[test]"
-  python3 -m pip install -q -e ".[test]"
+  echo "[install] pip install -e .[test,server,onnx]"
+  python3 -m pip install -q -e ".[test,server,onnx]"
 fi
 here="$(pwd -P)/chunkformer"
 there="$(cd / && python3 -c 'import chunkformer, os; print(os.path.dirname(os.path.realpath(chunkformer.__file__)))' 2>/dev/null || true)"

@@ -1,0 +1,92 @@
+"""Serve live recognition over websockets (WeNet's runtime protocol).
+
+    python -m chunkformer.bin.serve --model_dir exp/default/final --port 10086 \
+        --chunk_size 8 --left_context_size 32 --max_connections 64
+    python -m chunkformer.bin.serve --onnx_dir exp/default/onnx --port 10086
+
+One shared model (a PyTorch folder or an ``export_onnx`` folder); every call's ready chunk is
+encoded in one batched forward per step. Needs the ``server`` extra (``pip install
+.[server]``, the ``websockets`` package). The protocol, and what bad input gets, is in
+:mod:`chunkformer.serving.server`; ``python -m chunkformer.bin.stream_client`` streams a WAV file.
+"""
+import argparse
+import asyncio
+import importlib.util
+import logging
+import sys
+
+import torch
+
+from chunkformer.bin.common import tool_main
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model_dir", help="released-layout model folder (PyTorch)")
+    src.add_argument("--onnx_dir", help="folder written by chunkformer.bin.export_onnx")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=10086, help="0: any free port (printed)")
+    p.add_argument("--chunk_size", type=int, default=8, help="C, encoder frames of 80 ms")
+    p.add_argument("--left_context_size", type=int, default=32, help="L, encoder frames")
+    p.add_argument("--endpoint_silence", type=float, default=0.8,
+                   help="seconds of blank frames after speech that end an utterance")
+    p.add_argument("--max_connections", type=int, default=64,
+                   help="calls served at once; more are refused (try again later)")
+    p.add_argument("--sample_rates", default="8000,16000",
+                   help="comma-separated rates a call may announce in its start message")
+    p.add_argument("--max_batch", type=int, default=64, help="chunks per forward at most")
+    p.add_argument("--num_threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--device", default="cpu")
+    return p
+
+
+def load_engine(args):
+    """The engine named by --model_dir or --onnx_dir, checked against the contexts asked."""
+    if args.onnx_dir:
+        from chunkformer.export.runtime import OnnxEngine
+
+        return OnnxEngine(args.onnx_dir, args.chunk_size, args.left_context_size,
+                          args.num_threads)
+    from chunkformer.model import ChunkFormerModel
+    from chunkformer.streaming.group import TorchEngine
+
+    return TorchEngine(ChunkFormerModel.from_pretrained(args.model_dir, args.device))
+
+
+@tool_main
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if importlib.util.find_spec("websockets") is None:
+        sys.exit("error: serving needs the websockets package: pip install 'chunkformer[server]'")
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    if args.chunk_size <= 0 or args.left_context_size < 0:
+        sys.exit("error: --chunk_size must be > 0 and --left_context_size ≥ 0")
+    try:
+        rates = tuple(int(r) for r in args.sample_rates.split(","))
+    except ValueError:
+        sys.exit(f"error: --sample_rates {args.sample_rates!r}: integers separated by commas")
+    from chunkformer.serving.server import RecognitionServer
+
+    server = RecognitionServer(load_engine(args), args.chunk_size, args.left_context_size,
+                               args.endpoint_silence, args.max_connections, rates,
+                               args.max_batch)
+    ready = asyncio.Event()
+
+    async def run():
+        task = asyncio.create_task(server.serve(args.host, args.port, ready))
+        await ready.wait()
+        print(f"serving on ws://{args.host}:{server.port} (chunk {args.chunk_size}, left "
+              f"{args.left_context_size}, limit {args.max_connections} calls)", flush=True)
+        await task
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

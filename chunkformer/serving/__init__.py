@@ -1,0 +1,1 @@
+"""Serving live recognition over the network (:mod:`chunkformer.serving.server`)."""
