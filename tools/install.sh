@@ -18,8 +18,9 @@ fi
 # Dependencies (torch pinned to 2.11.0), then this checkout as the `chunkformer` package: a
 # clone elsewhere must not test another checkout's editable install.
 # The server and ONNX extras are installed too: their tests are part of the suite.
-if ! python3 -c "import torch, torchaudio, pytest, sentencepiece, kaldiio, editdistance, soundfile,
-import websockets, onnx, onnxruntime, onnxscript" 2>/dev/null \
+modules="torch, torchaudio, pytest, sentencepiece, kaldiio, editdistance, soundfile, websockets"
+modules+=", onnx, onnxruntime, onnxscript"
+if ! python3 -c "import $modules" 2>/dev/null \
    || [ "$(python3 -c 'import torch; print(torch.__version__.split("+")[0])')" != "2.11.0" ]; then
   echo "[install] pip install -e .[test,server,onnx]"
   python3 -m pip install -q -e ".[test,server,onnx]"
