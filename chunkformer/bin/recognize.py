@@ -19,6 +19,10 @@ carry their ``channel`` (and ``role``, with ``--channel_roles agent,customer``),
 both sides at once is kept on both. A row that names its ``channel`` is decoded on that channel
 alone either way.
 
+``--backend onnx`` (or ``onnx_int8``) decodes with the graphs ``export_onnx`` wrote (``--model_dir``
+is then that folder) on onnxruntime: greedy CTC in full context or in the exported chunk/left
+context with right context 0, the same text as the PyTorch model.
+
 Call ids may carry phone numbers: ``--key_mode hash`` writes every id (and audio path) hashed, in
 the outputs, reports and logs alike, so files still join on it; ``--key_mode omit`` leaves ids
 and paths out of logs and ``skipped.tsv``, and names utterances in ``text``, ``result.jsonl``,
@@ -35,8 +39,8 @@ import torch
 from tqdm import tqdm
 
 from chunkformer.bin.common import add_key_mode_option, tool_main, user_error_message
-from chunkformer.data.audio import (INT16_SCALE, SAMPLE_RATE, AudioError, audio_duration,
-                                    load_row, split_channels)
+from chunkformer.data.audio import (INT16_SCALE, SAMPLE_RATE, AudioError, FbankStream,
+                                    audio_duration, load_row, split_channels)
 from chunkformer.data.manifest import ManifestError, display_key, read_manifest, read_text
 from chunkformer.data.skips import SkipLog
 from chunkformer.decoding.batch import MODES, check_mode, decode_features, frame_budget
@@ -49,7 +53,12 @@ from chunkformer.model import ChunkFormerModel
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model_dir", required=True, help="released-layout model folder")
+    p.add_argument("--model_dir", required=True,
+                   help="released-layout model folder (an export_onnx folder with --backend "
+                        "onnx / onnx_int8)")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx", "onnx_int8"),
+                   help="onnx: the exported graphs on onnxruntime (ctc_greedy, full context or "
+                        "the exported chunk/left context with right context 0)")
     p.add_argument("--data", required=True, help="audio file, folder, wav.scp/data dir, jsonl")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--mode", default="ctc_greedy", choices=MODES)
@@ -140,6 +149,10 @@ class Recognizer:
             bar.update(self.flush(batch))
         self.finish()
 
+    @property
+    def onnx(self) -> bool:
+        return self.args.backend != "torch"
+
     def decode_long(self, item):
         """Chunk by chunk with caches; a file (or one channel of it) is streamed from disk, a
         segment of one is loaded (as a [-1, 1] waveform: int16-scale samples / 32768, exact)."""
@@ -147,6 +160,10 @@ class Recognizer:
         source, rate, channel = item.audio, None, item.channel
         if item.start is not None or item.end is not None:
             source, rate, channel = load_row(item) / INT16_SCALE, SAMPLE_RATE, None
+        if self.onnx:
+            return self.model.decode_long(FbankStream(source, rate, channel=channel),
+                                          args.chunk_size, args.left_context_size,
+                                          args.right_context_size)
         return decode_long(self.model, source, args.chunk_size, args.left_context_size,
                            args.right_context_size, args.total_batch_duration, args.mode,
                            args.beam_size, sample_rate=rate, ctc_weight=args.ctc_weight,
@@ -161,6 +178,12 @@ class Recognizer:
         if not batch:
             return 0
         args = self.args
+        if self.onnx:
+            results = self.model.decode([f for _, f in batch], args.chunk_size,
+                                        args.left_context_size, args.right_context_size)
+            for (item, _), result in zip(batch, results):
+                self.emit(item, result)
+            return len(batch)
         results = decode_features(self.model, [f for _, f in batch], args.chunk_size,
                                   args.left_context_size, args.right_context_size, args.mode,
                                   args.beam_size, args.ctc_weight, args.reverse_weight)
@@ -218,6 +241,23 @@ def write_srt(path: Path, segments):
             f.write(f"{n}\n{start} --> {end}\n{who + ': ' if who else ''}{seg['decode']}\n\n")
 
 
+def load_model(args):
+    """The PyTorch model, or the ONNX graphs with ``--backend onnx``; ValueError for a mode or
+    context the backend cannot decode."""
+    if args.backend == "torch":
+        model = ChunkFormerModel.from_pretrained(args.model_dir, args.device)
+        logging.info("%s", model.load_report)
+        check_mode(model, args.mode)
+        return model
+    from chunkformer.export.runtime import OnnxModel
+
+    if args.mode != "ctc_greedy":
+        raise ValueError(f"--backend {args.backend} decodes ctc_greedy only, not {args.mode}")
+    model = OnnxModel(args.model_dir, args.backend == "onnx_int8", args.num_threads)
+    model.check_context(args.chunk_size, args.left_context_size, args.right_context_size)
+    return model
+
+
 @tool_main
 def main(argv=None):
     args = get_parser().parse_args(argv)
@@ -232,10 +272,8 @@ def main(argv=None):
         sys.exit(f"error: {user_error_message(e)}")
     if not items:
         sys.exit(f"error: {args.data}: no audio found")
-    model = ChunkFormerModel.from_pretrained(args.model_dir, args.device)
-    logging.info("%s", model.load_report)
     try:
-        check_mode(model, args.mode)
+        model = load_model(args)
     except ValueError as e:
         sys.exit(f"error: {e}")
     out = Path(args.output_dir)

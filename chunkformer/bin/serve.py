@@ -25,6 +25,7 @@ def get_parser():
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model_dir", help="released-layout model folder (PyTorch)")
     src.add_argument("--onnx_dir", help="folder written by chunkformer.bin.export_onnx")
+    p.add_argument("--int8", action="store_true", help="with --onnx_dir: the int8 graphs")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=10086, help="0: any free port (printed)")
     p.add_argument("--chunk_size", type=int, default=8, help="C, encoder frames of 80 ms")
@@ -46,8 +47,8 @@ def load_engine(args):
     if args.onnx_dir:
         from chunkformer.export.runtime import OnnxEngine
 
-        return OnnxEngine(args.onnx_dir, args.chunk_size, args.left_context_size,
-                          args.num_threads)
+        return OnnxEngine.load(args.onnx_dir, args.chunk_size, args.left_context_size,
+                               args.int8, args.num_threads)
     from chunkformer.model import ChunkFormerModel
     from chunkformer.streaming.group import TorchEngine
 

@@ -160,6 +160,8 @@ class Stream:
         x = x.double() if x.is_floating_point() else x.double() / INT16
         x = (x * INT16).float()  # int16 scale, as load_audio gives
         if self.features is None:
+            if self.available:
+                raise StreamError("this stream takes features (accept_features), not samples")
             if sample_rate <= 0:
                 raise StreamError(f"sample rate {sample_rate} is not positive")
             self.features = _Features(int(sample_rate))
@@ -170,13 +172,24 @@ class Stream:
         self._take_features(finished=False)
         self._step()
 
+    def accept_features(self, frames: torch.Tensor):
+        """Take fbank frames (n, 80) computed elsewhere (a file decoded as a stream), instead
+        of samples: a stream takes one or the other."""
+        if self.finished:
+            raise StreamError("the stream is finished: start a new one")
+        if self.features is not None:
+            raise StreamError("this stream takes samples (accept_waveform), not features")
+        self.feats = torch.cat([self.feats, frames.float().cpu()])
+        self.available += frames.size(0)
+        self._step()
+
     def finish(self) -> Transcript:
         """No more audio: encode what is left and return the whole stream's transcript."""
         if not self.finished:
             self.finished = True
             if self.features is not None:
                 self._take_features(finished=True)
-                self._flush()
+            self._flush()
             self._endpoint()
             self._close(len(self.frame_ids))
         tokens = greedy_tokens(self.frame_ids, self.blank)
