@@ -38,7 +38,7 @@ def measure(model_dir, context, samples, rate):
         spent = time.perf_counter() - start
         compute.append(spent)
         now = min(len(samples), i + piece) / rate + spent  # audio time + compute
-        ids = stream.search.frame_ids
+        ids = stream.frame_ids
         for t in range(emitted, len(ids)):
             if ids[t] != model.ctc.blank_id:
                 latencies.append(now - (t + 1) * 0.08)

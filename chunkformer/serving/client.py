@@ -1,9 +1,10 @@
 """A client for the recognition server: streams audio as a live call would.
 
 :func:`stream_audio` sends 16-bit PCM in pieces of ``piece_ms`` at ``speed`` × real time (0: as
-fast as the socket takes it), then ``end``, and returns every message the server sent with the
-moment it arrived, in seconds of audio time since the first sample was sent (so at real-time
-speed, arrival minus a word's end time is the latency the caller felt).
+fast as the socket takes it), each once its last sample would have been spoken, then ``end``,
+and returns every message the server sent with the moment it arrived, in seconds of audio time
+since the call started (so at real-time speed, arrival minus a word's end time is the latency
+the caller felt).
 """
 import asyncio
 import json
@@ -48,8 +49,9 @@ async def stream_audio(url: str, samples: np.ndarray, sample_rate: int, piece_ms
         for i in range(0, len(pcm), piece):
             if reader.done():  # the server ended the call (an endpoint, or an error)
                 break
-            if speed > 0:
-                wait = (i / sample_rate) / speed - (time.perf_counter() - t0)
+            if speed > 0:  # a piece exists once its last sample has been spoken
+                end = min(i + piece, len(pcm))
+                wait = (end / sample_rate) / speed - (time.perf_counter() - t0)
                 if wait > 0:
                     await asyncio.sleep(wait)
             await ws.send(pcm[i:i + piece].tobytes())

@@ -5,7 +5,8 @@ Per connection (one call side):
     client → {"signal": "start", "nbest": 1, "continuous_decoding": true, "sample_rate": 8000}
     server → {"status": "ok", "type": "server_ready"}
     client → binary frames of 16-bit little-endian mono PCM at the announced rate, any size
-    server → {"status": "ok", "type": "partial_result", "nbest": "[{\"sentence\": …}]"}
+    server → {"status": "ok", "type": "partial_result", "nbest": "[{\"sentence\": …}]",
+              "decoded_ms": …}
     server → {"status": "ok", "type": "final_result",
               "nbest": "[{\"sentence\": …, \"word_pieces\": [{\"word\", \"start\", \"end\"}]}]"}
     client → {"signal": "end"}
@@ -15,6 +16,8 @@ As in WeNet, ``nbest`` is a JSON string, word times are integer milliseconds (he
 start of the call), ``continuous_decoding`` false (the default) ends recognition at the first
 endpoint (final_result + speech_end), and ``sample_rate`` defaults to 16000 (8000 or 16000 here,
 or any rate in ``sample_rates``). Greedy CTC gives one hypothesis, so ``nbest`` lists at most one.
+A partial result follows every step that decoded new audio of an open utterance with text; each
+result also says how much audio the decoder has read (``decoded_ms``, ignored by WeNet clients).
 
 Bad input gets ``{"status": "failed", "message": …}`` and that connection is closed; the other
 calls go on: text that is not a JSON object with a known ``signal``, options of the wrong type,
@@ -63,8 +66,8 @@ class Call:
     ended: bool = False  # the client sent "end"
     gone: bool = False  # the client went away
     done: asyncio.Event = field(default_factory=asyncio.Event)  # speech_end sent
-    last_partial: str = ""
     pending: int = 0  # bytes in inbox
+    frames: int = 0  # encoder frames decoded when results were last sent
 
 
 def parse_start(message: dict, sample_rates: Sequence[int]) -> dict:
@@ -82,14 +85,19 @@ def parse_start(message: dict, sample_rates: Sequence[int]) -> dict:
     return {"nbest": nbest, "continuous": continuous, "sample_rate": rate}
 
 
-def result_message(kind: str, sentence: str, words: Optional[List[dict]] = None) -> str:
-    """A partial_result / final_result message (word times in seconds → milliseconds)."""
+def result_message(kind: str, sentence: str, decoded_ms: int,
+                   words: Optional[List[dict]] = None) -> str:
+    """A partial_result / final_result message (word times in seconds → milliseconds).
+    ``decoded_ms`` (an addition to WeNet's fields, which its clients ignore): the audio the
+    decoder has read so far, in ms since the call started, so a client can tell how far
+    behind the audio a result is."""
     best = {"sentence": sentence}
     if words is not None:
         best["word_pieces"] = [{"word": w["word"], "start": int(round(w["start"] * 1000)),
                                 "end": int(round(w["end"] * 1000))} for w in words]
     return json.dumps({"status": "ok", "type": kind,
-                       "nbest": json.dumps([best], ensure_ascii=False)}, ensure_ascii=False)
+                       "nbest": json.dumps([best], ensure_ascii=False),
+                       "decoded_ms": decoded_ms}, ensure_ascii=False)
 
 
 def failed(message: str) -> str:
@@ -270,22 +278,24 @@ class RecognitionServer:
         stream, messages = call.stream, []
         if ended:
             stream.finish()
+        decoded = int(round(stream.seconds_decoded * 1000))
         for final in stream.pop_finals():
-            messages.append(result_message("final_result", final["text"], final["words"]))
-            call.last_partial = ""
+            messages.append(result_message("final_result", final["text"], decoded,
+                                           final["words"]))
             if not call.continuous and not ended:
                 messages.append(OK_END)
                 self.group.close(stream)
                 return call, messages, True
         if ended:
             if not messages:  # WeNet always answers end with a final result
-                messages.append(result_message("final_result", "", []))
+                messages.append(result_message("final_result", "", decoded, []))
             messages.append(OK_END)
             return call, messages, True
-        text = stream.partial()
-        if text and text != call.last_partial:
-            call.last_partial = text
-            messages.append(result_message("partial_result", text))
+        # as WeNet: a partial result after every step that decoded something
+        new_frames, call.frames = len(stream.frame_ids) > call.frames, len(stream.frame_ids)
+        text = stream.partial() if new_frames else ""
+        if text:
+            messages.append(result_message("partial_result", text, decoded))
         return call, messages, False
 
     # ------------------------------------------------------------------ running

@@ -138,6 +138,11 @@ def test_real_speech_partials_finals_and_word_times(server, default_model, vi_sp
     assert kinds[-1] == "speech_end" and kinds.index("partial_result") < kinds.index("final_result")
     results = finals(messages)
     assert len(results) == 3  # one per sentence: a second of silence ends each
+    decoded = [m["decoded_ms"] for m in messages if "decoded_ms" in m]
+    assert decoded == sorted(decoded) and decoded[-1] <= len(samples) / 8
+    for m in messages:  # a final's words lie in the audio decoded when it was sent
+        if m["type"] == "final_result":
+            assert json.loads(m["nbest"])[0]["word_pieces"][-1]["end"] <= m["decoded_ms"]
     assert " ".join(r["sentence"] for r in results) == whole.text
     times = [w for r in results for w in r["word_pieces"]]
     assert [w["word"] for w in times] == whole.text.split()
