@@ -55,8 +55,9 @@ def pcm16(path, rate=None):
     return x, sr
 
 
-def call(url, samples, rate, piece=1600, start=None, end=True):
-    """One call by the protocol: start, binary PCM pieces, end; → every message received."""
+def call(url, samples, rate, piece=1600, start=None, end=True, speed=None):
+    """One call by the protocol: start, binary PCM pieces (``speed`` × real time, else as
+    fast as possible), end; → every message received."""
     with connect(url) as ws:
         ws.send(json.dumps(start or {"signal": "start", "nbest": 1, "sample_rate": rate,
                                      "continuous_decoding": True}))
@@ -66,6 +67,8 @@ def call(url, samples, rate, piece=1600, start=None, end=True):
         data = samples.astype("<i2").tobytes()
         for i in range(0, len(data), 2 * piece):
             ws.send(data[i:i + 2 * piece])
+            if speed:
+                time.sleep(piece / rate / speed)
             try:  # read what is there without waiting
                 while True:
                     messages.append(json.loads(ws.recv(timeout=0)))
@@ -133,16 +136,17 @@ def test_real_speech_partials_finals_and_word_times(server, default_model, vi_sp
     sf.write(str(tmp_path / "side.wav"), samples, 8000, subtype="PCM_16")
     whole = decode_long(ChunkFormerModel.from_pretrained(default_model), str(tmp_path / "side.wav"),
                         8, 32, 0)
-    messages = call(server, samples, 8000, piece=800)
+    messages = call(server, samples, 8000, piece=800, speed=10)  # partials need time to come
     kinds = [m["type"] for m in messages]
     assert kinds[-1] == "speech_end" and kinds.index("partial_result") < kinds.index("final_result")
-    results = finals(messages)
+    assert kinds[-2] == "final_result"  # end is always answered by a final result (WeNet)
+    results = [r for r in finals(messages) if r["sentence"]]  # (empty if nothing was left)
     assert len(results) == 3  # one per sentence: a second of silence ends each
     decoded = [m["decoded_ms"] for m in messages if "decoded_ms" in m]
     assert decoded == sorted(decoded) and decoded[-1] <= len(samples) / 8
     for m in messages:  # a final's words lie in the audio decoded when it was sent
-        if m["type"] == "final_result":
-            assert json.loads(m["nbest"])[0]["word_pieces"][-1]["end"] <= m["decoded_ms"]
+        for w in json.loads(m.get("nbest", "[{}]"))[0].get("word_pieces", []):
+            assert w["end"] <= m["decoded_ms"]
     assert " ".join(r["sentence"] for r in results) == whole.text
     times = [w for r in results for w in r["word_pieces"]]
     assert [w["word"] for w in times] == whole.text.split()
