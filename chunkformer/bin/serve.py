@@ -61,7 +61,9 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if importlib.util.find_spec("websockets") is None:
         sys.exit("error: serving needs the websockets package: pip install 'chunkformer[server]'")
-    if args.num_threads > 0:
+    if args.onnx_dir:  # onnxruntime gets the threads; torch (features) one, so that two
+        torch.set_num_threads(1)  # thread pools do not spin against each other
+    elif args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     if args.chunk_size <= 0 or args.left_context_size < 0:
         sys.exit("error: --chunk_size must be > 0 and --left_context_size ≥ 0")

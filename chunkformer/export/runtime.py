@@ -46,6 +46,9 @@ class OnnxModel:
         if num_threads > 0:
             options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
+        # no busy-waiting between runs: a server's decode thread sleeps between chunk steps,
+        # and spinning threads would burn the cores the features and the sockets need
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.sessions = {g: ort.InferenceSession(str(p), options,
                                                  providers=["CPUExecutionProvider"])
                          for g, p in paths.items()}

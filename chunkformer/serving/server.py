@@ -23,7 +23,9 @@ Bad input gets ``{"status": "failed", "message": …}`` and that connection is c
 calls go on: text that is not a JSON object with a known ``signal``, options of the wrong type,
 an unsupported sample rate, audio before ``start``, a second ``start``, an odd number of bytes, a
 connection over ``max_connections`` (refused at once, close code 1013: try again later).
-A client that goes away mid-call is forgotten.
+A client that goes away mid-call is forgotten; one that sends audio faster than it is decoded
+is read no further while 30 s of its audio wait. A failure inside decoding (a bug, not bad
+input) ends the calls of that round with a message and the server goes on.
 
 All calls share one model and one :class:`~chunkformer.streaming.group.StreamGroup`: a single
 worker thread takes the audio that arrived since its last round, then encodes every call's
@@ -45,6 +47,7 @@ from chunkformer.streaming.stream import StreamError
 log = logging.getLogger("chunkformer.serve")
 
 TRY_AGAIN_LATER = 1013  # websocket close code
+MAX_BACKLOG_SECONDS = 30  # audio a call may have waiting for the decoder before reads pause
 
 
 class ProtocolError(ValueError):
@@ -192,6 +195,9 @@ class RecognitionServer:
                 call.inbox.append(message)
                 call.pending += len(message)
                 self.wake.set()
+                # a client far ahead of the decoder waits (and TCP pushes back on it)
+                while call.pending > MAX_BACKLOG_SECONDS * 2 * call.sample_rate:
+                    await asyncio.sleep(0.01)
 
     @staticmethod
     def _signal(message: str) -> dict:
@@ -226,7 +232,15 @@ class RecognitionServer:
             for call in list(self.calls.values()):
                 pieces, call.inbox, call.pending = call.inbox, [], 0
                 work.append((call, pieces, call.ended, call.gone))
-            replies = await loop.run_in_executor(self.worker, self._round, work)
+            try:
+                replies = await loop.run_in_executor(self.worker, self._round, work)
+            except Exception:  # a bug, not bad input: fail these calls, keep serving
+                log.exception("decoding round failed")
+                replies = [(call, [failed("internal error while decoding; the call is "
+                                          "ended")], True) for call, *_ in work]
+                for call, *_ in work:
+                    if call.stream is not None:
+                        self.group.close(call.stream)
             for call, messages, close in replies:
                 for m in messages:
                     try:
@@ -316,3 +330,4 @@ class RecognitionServer:
                 await asyncio.Future()
         finally:
             decoder.cancel()
+            self.worker.shutdown(wait=False)

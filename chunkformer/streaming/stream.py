@@ -153,7 +153,8 @@ class Stream:
         ``sample_rate`` (the same for the whole stream)."""
         if self.finished:
             raise StreamError("the stream is finished: start a new one")
-        x = torch.as_tensor(np.asarray(samples))
+        a = np.asarray(samples)
+        x = torch.from_numpy(a if a.flags.writeable else a.copy())  # (bytes from a socket)
         if x.dim() != 1:
             raise StreamError(f"a piece must be one channel of samples, got shape "
                               f"{tuple(x.shape)}")

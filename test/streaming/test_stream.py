@@ -138,21 +138,37 @@ def _resident_mib() -> float:
 
 @pytest.mark.skipif(os.environ.get("CHUNKFORMER_SLOW") != "1",
                     reason="an hour of audio (~1-2 min): set CHUNKFORMER_SLOW=1")
-def test_memory_stays_flat_over_an_hour(model, telephone_side):
+def test_an_hour_long_stream_equals_long_form_decoding_in_flat_memory(model, telephone_side,
+                                                                      tmp_path):
+    """60 minutes through a stream and through a group's stream, side by side: resident
+    memory flat, both give decode_long's token ids on the same hour-long file."""
+    from chunkformer.streaming.group import StreamGroup, TorchEngine
+
     samples, rate = sf.read(str(telephone_side), dtype="int16")
-    hour = 3600 * rate
+    repeats = -(-3600 * rate // len(samples))
+    with sf.SoundFile(str(tmp_path / "hour.wav"), "w", rate, 1, "PCM_16") as f:
+        for _ in range(repeats):
+            f.write(samples)
     stream = model.stream(8, 32, 0, endpoint_silence=0.8)
-    resident, fed, piece = [], 0, rate // 5
-    while fed < hour:
+    group = StreamGroup(TorchEngine(model), 8, 32, endpoint_silence=0.8)
+    grouped = group.open()
+    resident, piece = [], rate // 5
+    for _ in range(repeats):
         for i in range(0, len(samples), piece):
             stream.accept_waveform(samples[i:i + piece], rate)
+            grouped.accept_waveform(samples[i:i + piece], rate)
+            group.run()
         stream.pop_finals()
-        fed += len(samples)
+        grouped.pop_finals()
         resident.append(_resident_mib())
-    stream.finish()
+    assert stream.feats.size(0) < 8 * 8 * 16 + 15 + piece // 80 + 1
+    assert grouped.feats.size(0) < 8 * 8 + 15 + piece // 80 + 1
+    ids, grouped_ids = stream.finish().frame_ids, grouped.finish().frame_ids
     tenth = len(resident) // 10
     assert max(resident[-tenth:]) - max(resident[tenth:2 * tenth]) < 20, resident[::tenth]
-    assert stream.feats.size(0) < 8 * 8 * 16 + 15 + piece // 80 + 1
+    reference = decode_long(model, str(tmp_path / "hour.wav"), 8, 32, 0)
+    assert len(ids) >= 3600 / 0.08 - 1
+    assert ids == reference.frame_ids and grouped_ids == reference.frame_ids
 
 
 def test_reference_long_file_through_a_stream(ref_model_dir, reference_dir, reference):
