@@ -40,7 +40,7 @@ decode_mode=ctc_greedy
 decode_chunk_size=0          # ≤ 0: full context; e.g. 32 with 32 left / 8 right for streaming
 decode_left_context=0
 decode_right_context=0
-low_latency="8 32 2"         # chunk / left / right context of the low-latency call decoding
+low_latency="8 32 0"         # chunk / left / right context of the low-latency call decoding (the live server's)
 _options="stage stop_stage install data_dir exp_dir config num_train num_dev num_test
   num_dev_calls num_test_calls low_latency
   telephone_fraction shuffled_fraction even_word_fraction seed nj train_procs vocab_size max_steps overrides
