@@ -1,1 +1,3 @@
-"""Live recognition: audio fed in pieces as it arrives (:mod:`chunkformer.streaming.stream`)."""
+"""Live recognition: audio fed in pieces as it arrives. One stream
+(:mod:`chunkformer.streaming.stream`, ``model.stream``) or many encoded together, one chunk of
+each per forward (:mod:`chunkformer.streaming.group`)."""
