@@ -71,7 +71,11 @@ def model_dirs(args):
 
 
 def export(model_dir, work_dir, name) -> Path:
-    out = Path(work_dir) / f"onnx-{name}"
+    """The model's ONNX folder, cached per weights (a retrained model gets a new export)."""
+    import hashlib
+
+    digest = hashlib.md5((Path(model_dir) / "pytorch_model.bin").read_bytes()).hexdigest()[:8]
+    out = Path(work_dir) / f"onnx-{name}-{digest}"
     if not (out / "stream.int8.onnx").is_file():
         from chunkformer.export.onnx import export_onnx
         from chunkformer.model import ChunkFormerModel
