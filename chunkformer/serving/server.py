@@ -34,7 +34,6 @@ ready chunk together, one batched forward per chunk step, while the event loop k
 import asyncio
 import json
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -135,15 +134,12 @@ class RecognitionServer:
         self.connections = 0
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="chunkformer-decode")
         self.wake: Optional[asyncio.Event] = None
-        self.stats = {"connections": 0, "refused": 0, "failed": 0, "steps": 0, "chunks": 0,
-                      "step_seconds": 0.0}
 
     # ------------------------------------------------------------------ connections
     async def handle(self, connection):
         """One websocket connection, start to close."""
-        self.stats["connections"] += 1
         if self.connections >= self.max_connections:
-            self.stats["refused"] += 1
+            log.info("refused a connection: %d calls in progress", self.connections)
             await self._refuse(connection, f"server busy: {self.connections} calls in progress "
                                            f"(limit {self.max_connections}); try again later",
                                TRY_AGAIN_LATER)
@@ -153,7 +149,6 @@ class RecognitionServer:
         try:
             await self._read(call)
         except ProtocolError as e:
-            self.stats["failed"] += 1
             log.info("connection %s: %s", id(connection), e)
             await self._refuse(connection, str(e))
         except Exception as e:  # the client went away (ConnectionClosed) or worse
@@ -270,16 +265,10 @@ class RecognitionServer:
                 try:
                     call.stream.accept_waveform(np.frombuffer(piece, "<i2"), call.sample_rate)
                 except StreamError as e:  # cannot happen with validated starts; stay alive
+                    self.group.close(call.stream)
                     replies.append((call, [failed(str(e))], True))
                     break
-        start = time.perf_counter()
-        while True:
-            n = self.group.step()
-            if not n:
-                break
-            self.stats["steps"] += 1
-            self.stats["chunks"] += n
-        self.stats["step_seconds"] += time.perf_counter() - start
+        self.group.run()  # one batched forward per chunk step, until no call has a chunk
         closing = {id(c) for c, _, close in replies if close}
         for call, _, ended, gone in work:
             if gone or id(call) in closing:

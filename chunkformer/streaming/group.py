@@ -21,6 +21,7 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from chunkformer.encoder.subsampling import subsampled_length
 from chunkformer.streaming.stream import Stream, StreamError
 
 
@@ -127,7 +128,7 @@ class StreamGroup:
         for s in streams:
             stop = s.available if tail else s.next_frame + size
             w = s.frames(s.next_frame, stop)
-            lengths.append((w.size(0) - 7) // 8)
+            lengths.append(subsampled_length(w.size(0)))
             windows.append(F.pad(w, (0, 0, 0, size - w.size(0))))
         att = torch.stack([s.att for s in streams], 1)
         conv = torch.stack([s.conv for s in streams], 1)
