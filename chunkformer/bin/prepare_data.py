@@ -10,6 +10,12 @@ Rows whose audio is missing or unreadable, whose segment lies outside the audio,
 ``--require_text``) whose transcript is missing or empty once normalised, are left out, counted
 by reason and listed in ``<output>.skipped.tsv``. The transcript as written is kept in
 ``labels["raw_text"]`` where normalisation changed it.
+
+Numbers are written out as they are said (``--numbers spoken``, the default; ``keep`` leaves
+digits, which the released vocabulary cannot spell): amounts, dates, times, percentages,
+phone and account numbers digit by digit (:mod:`chunkformer.data.numbers`), with the
+regional words of ``--region`` (north: nghìn, lẻ; south: ngàn, linh) and ``--four`` (4 after
+tens: tư or bốn). The summary says how many rows were verbalised.
 """
 import argparse
 import dataclasses
@@ -25,6 +31,7 @@ from chunkformer.bin.common import add_key_mode_option, tool_main
 from chunkformer.data.audio import AudioError, audio_duration
 from chunkformer.data.manifest import Utterance, read_manifest, write_manifest
 from chunkformer.data.skips import SkipLog
+from chunkformer.data.numbers import has_digits, verbalize_numbers
 from chunkformer.data.text import normalize_text
 from chunkformer.data.utterance import DURATION_TOLERANCE
 
@@ -39,11 +46,26 @@ def get_parser():
     p.add_argument("--require_text", action="store_true",
                    help="leave out rows without a non-empty transcript (training lists)")
     p.add_argument("--num_workers", type=int, default=4, help="threads reading audio headers")
+    p.add_argument("--numbers", default="spoken", choices=("spoken", "keep"),
+                   help="write numbers out as Vietnamese speakers say them, or keep digits")
+    p.add_argument("--region", default="north", choices=("north", "south"),
+                   help="nghìn / lẻ (north) or ngàn / linh (south)")
+    p.add_argument("--four", default="tư", choices=("tư", "bốn"), help="4 after tens ≥ 20")
     add_key_mode_option(p, "<output>.skipped.tsv")
     return p
 
 
-def prepare_row(row: Utterance, require_text: bool) -> Tuple[Optional[Utterance], str]:
+def spoken_text(text: str, numbers: str = "spoken", region: str = "north",
+                four: str = "tư") -> str:
+    """A transcript as a training target: numbers written out (unless ``keep``), then
+    normalised."""
+    if numbers == "spoken" and has_digits(text):
+        text = verbalize_numbers(text, region, four)
+    return normalize_text(text)
+
+
+def prepare_row(row: Utterance, require_text: bool, numbers: str = "spoken",
+                region: str = "north", four: str = "tư") -> Tuple[Optional[Utterance], str]:
     """→ (the row with duration and normalised text, "") or (None, why it is left out)."""
     try:
         total = audio_duration(row.audio)
@@ -61,7 +83,7 @@ def prepare_row(row: Utterance, require_text: bool) -> Tuple[Optional[Utterance]
         end = min(end, total)  # a rounding overshoot
     labels, text = dict(row.labels), row.text
     if text is not None:
-        text = normalize_text(row.text)
+        text = spoken_text(row.text, numbers, region, four)
         if text != row.text:
             labels.setdefault("raw_text", row.text)
     if require_text and not text:
@@ -74,7 +96,8 @@ def prepare_row(row: Utterance, require_text: bool) -> Tuple[Optional[Utterance]
 def main(argv=None):
     args = get_parser().parse_args(argv)
     rows = read_manifest(args.data, args.audio_root)
-    work = partial(prepare_row, require_text=args.require_text)
+    work = partial(prepare_row, require_text=args.require_text, numbers=args.numbers,
+                   region=args.region, four=args.four)
     with ThreadPoolExecutor(max(1, args.num_workers)) as pool:
         results = list(tqdm(pool.map(work, rows), total=len(rows), unit="utt", desc="prepare",
                             file=sys.stderr))
@@ -84,8 +107,10 @@ def main(argv=None):
     write_manifest(output, kept)
     skips.write(output.with_name(output.name + ".skipped.tsv"), args.key_mode)
     hours = sum(r.duration for r in kept) / 3600
-    print(f"kept {len(kept)} of {len(rows)} utterances ({hours:.2f} h), {skips.summary()} "
-          f"→ {output}")
+    spoken = 0 if args.numbers == "keep" else \
+        sum(1 for r in kept if has_digits(r.labels.get("raw_text", "")))
+    print(f"kept {len(kept)} of {len(rows)} utterances ({hours:.2f} h), {skips.summary()}, "
+          f"numbers written out in {spoken} rows → {output}")
     if not kept:
         sys.exit(1)
 
