@@ -42,6 +42,7 @@ from chunkformer.bin.common import add_key_mode_option, tool_main, user_error_me
 from chunkformer.data.audio import (INT16_SCALE, SAMPLE_RATE, AudioError, FbankStream,
                                     audio_duration, load_row, split_channels)
 from chunkformer.data.manifest import ManifestError, display_key, read_manifest, read_text
+from chunkformer.data.numbers import inverse_numbers
 from chunkformer.data.skips import SkipLog
 from chunkformer.decoding.batch import MODES, check_mode, decode_features, frame_budget
 from chunkformer.decoding.channels import merge_channels, parse_roles
@@ -77,6 +78,10 @@ def get_parser():
     p.add_argument("--reference", default=None,
                    help="Kaldi text file with references (else the list's own transcripts)")
     p.add_argument("--srt", action="store_true", help="also write <output_dir>/srt/<key>.srt")
+    p.add_argument("--inverse_numbers", action="store_true",
+                   help="write spoken numbers as digits in text, result.jsonl and SRT "
+                        "(\"một triệu hai trăm nghìn đồng\" → \"1.200.000 đồng\"); scoring "
+                        "still compares the spoken form")
     p.add_argument("--channels", default="mix", choices=("mix", "split"),
                    help="multi-channel files: decode the channels' mean, or each channel alone "
                         "into one time-ordered transcript")
@@ -208,6 +213,10 @@ class Recognizer:
         """One recording's outputs: ``text``, ``result.jsonl`` and SRT lines."""
         row = {"key": self.names[item.key], **{k: v for k, v in row.items() if k != "key"}}
         self.hyps[row["key"]] = row["text"]
+        if self.args.inverse_numbers:  # for readers; the references are spoken
+            row["text"] = inverse_numbers(row["text"])
+            row["segments"] = [{**seg, "decode": inverse_numbers(seg["decode"])}
+                               for seg in row["segments"]]
         self.text.write(f"{row['key']} {row['text']}\n")
         self.jsonl.write(json.dumps(row, ensure_ascii=False) + "\n")
         if self.args.srt:

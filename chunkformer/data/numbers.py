@@ -171,3 +171,108 @@ def verbalize_numbers(text: str, region: str = "north", four: str = "tư") -> st
 
 def has_digits(text: str) -> bool:
     return any(c.isdigit() for c in text)
+
+
+# --------------------------------------------------------------------------- spoken → written
+UNITS = {w: i for i, w in enumerate(DIGITS)}
+UNITS.update({"mốt": 1, "tư": 4, "lăm": 5, "linh": 0, "lẻ": 0})
+SCALES = {"nghìn": 10 ** 3, "ngàn": 10 ** 3, "triệu": 10 ** 6, "tỷ": 10 ** 9, "tỉ": 10 ** 9}
+STRUCTURE = {"mười", "mươi", "trăm"} | set(SCALES)
+AFTER_TENS_ONLY = {"mốt", "lăm"}  # units said this way only after a ten
+
+
+def _parse_number(words: List[str], i: int, scales: bool = True):
+    """The longest well-formed spoken number starting at ``words[i]`` → (value, next index,
+    whether it had structure words), or None. Digit words follow each other only around a
+    structure word (hai mươi mốt, một trăm lẻ năm), so "năm hai nghìn" reads as "năm" then a
+    number."""
+    total, current, j = 0, 0, i
+    structured, prev = False, None  # prev: kind of the previous word
+    while j < len(words):
+        w = words[j]
+        if w in ("lẻ", "linh"):
+            if prev != "trăm" or j + 1 >= len(words) or words[j + 1] not in DIGITS[1:] + ["tư"]:
+                break
+            prev = "lẻ"
+        elif w in UNITS and w not in ("lẻ", "linh"):
+            if prev == "digit" or (w in AFTER_TENS_ONLY and prev not in ("mươi", "mười")) or \
+                    (w == "tư" and prev != "mươi"):
+                break
+            current += UNITS[w]
+            prev = "digit"
+        elif w == "mười":
+            if prev == "digit":
+                break
+            current += 10
+            prev, structured = "mười", True
+        elif w == "mươi":
+            if prev != "digit" or current % 10 < 2:
+                break
+            current += (current % 10) * 9  # the digit before becomes tens
+            prev, structured = "mươi", True
+        elif w == "trăm":
+            if prev != "digit":
+                break
+            current = current * 100  # a lone digit so far: the hundreds
+            prev, structured = "trăm", True
+        elif w in SCALES:
+            if prev is None or prev == "lẻ" or not scales:
+                break
+            scale = SCALES[w]
+            if scale == 10 ** 9 and total < 10 ** 9:  # một nghìn tỷ: the count of tỷ
+                total = (total + current) * scale
+            else:
+                total += current * scale
+            current, prev, structured = 0, "scale", True
+        else:
+            break
+        j += 1
+    if prev in (None, "lẻ"):
+        return None
+    return total + current, j, structured
+
+
+def _grouped(n: int) -> str:
+    return f"{n:,}".replace(",", ".")
+
+
+def inverse_numbers(text: str) -> str:
+    """Spoken numbers back to digits, so the business reads amounts as numbers: "một triệu hai
+    trăm nghìn đồng" → "1.200.000 đồng", "hai phẩy năm phần trăm" → "2,5%", three or more
+    digit words in a row → a digit string ("không chín một hai …" → "0912…"). A lone digit
+    word stays a word ("mở một tài khoản")."""
+    words, out, i = text.split(), [], 0
+    while i < len(words):
+        run = i
+        while run < len(words) and words[run] in DIGITS:
+            run += 1
+        if run - i >= 3 and not any(w in STRUCTURE for w in words[run:run + 1]):
+            out.append("".join(str(UNITS[w]) for w in words[i:run]))
+            i = run
+            continue
+        parsed = _parse_number(words, i)
+        followed = parsed is not None and (words[parsed[1]:parsed[1] + 1] == ["phẩy"] or
+                                           words[parsed[1]:parsed[1] + 2] == ["phần", "trăm"])
+        if parsed is None or not (parsed[2] or followed):
+            out.append(words[i])
+            i += 1
+            continue
+        value, i, _ = parsed
+        year = out[-1:] == ["năm"] and 1000 <= value < 3000  # năm 2024, not 2.024
+        written = str(value) if year else _grouped(value)
+        if i + 1 < len(words) and words[i] == "phẩy":  # the fraction: a number below the
+            end = i + 1                                # scales, or digits after a "không"
+            while end < len(words) and words[end] in DIGITS:
+                end += 1
+            fraction = _parse_number(words, i + 1, scales=False)
+            if words[i + 1] == "không" and end > i + 2:
+                written += "," + "".join(str(UNITS[w]) for w in words[i + 1:end])
+                i = end
+            elif fraction is not None:
+                written += "," + str(fraction[0])
+                i = fraction[1]
+        if words[i:i + 2] == ["phần", "trăm"]:
+            written += "%"
+            i += 2
+        out.append(written)
+    return " ".join(out)

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from chunkformer.bin import prepare_data
-from chunkformer.data.numbers import cardinal, verbalize_numbers
+from chunkformer.data.numbers import Style, cardinal, inverse_numbers, verbalize_numbers
 
 TABLE = [  # written, spoken (north, "tư")
     ("0", "không"), ("4", "bốn"), ("5", "năm"), ("10", "mười"), ("11", "mười một"),
@@ -83,3 +83,59 @@ def test_prepare_data_writes_spoken_targets_and_counts_them(vi_speech, tmp_path,
     kept = [json.loads(line) for line in (tmp_path / "keep.list").read_text().splitlines()]
     assert kept[0]["txt"] == "chuyển 1 200 000 đồng lúc 14h30"
     assert "numbers written out in 0 rows" in capsys.readouterr().out
+
+
+INVERSE = [  # spoken, written
+    ("một triệu hai trăm nghìn đồng", "1.200.000 đồng"),
+    ("hai phẩy năm phần trăm", "2,5%"), ("năm phần trăm", "5%"),
+    ("một phẩy không năm", "1,05"), ("không phẩy năm triệu", "0,5 triệu"),
+    ("không chín một hai ba bốn năm sáu bảy tám", "0912345678"),
+    ("một trăm lẻ năm", "105"), ("một ngàn không trăm linh bốn", "1.004"),
+    ("ba tỷ năm trăm triệu đồng", "3.500.000.000 đồng"), ("một nghìn tỷ", "1.000.000.000.000"),
+    ("năm hai nghìn không trăm hai mươi tư", "năm 2024"), ("hai mươi mốt", "21"),
+    ("tôi muốn mở một tài khoản", "tôi muốn mở một tài khoản"),  # a lone digit word stays
+    ("anh có năm phút không", "anh có năm phút không"),
+    ("chuyển năm trăm nghìn đồng lúc mười bảy giờ", "chuyển 500.000 đồng lúc 17 giờ"),
+]
+
+
+@pytest.mark.parametrize("spoken, written", INVERSE)
+def test_spoken_to_written(spoken, written):
+    assert inverse_numbers(spoken) == written
+
+
+@pytest.mark.parametrize("region, four", [("north", "tư"), ("south", "bốn")])
+def test_inverse_undoes_verbalisation(region, four):
+    style = Style.of(region, four)
+    for n in list(range(10, 3000)) + list(range(3000, 5_000_000_000, 7_777_777)):
+        assert inverse_numbers(cardinal(n, style)) == f"{n:,}".replace(",", "."), n
+    for written in ("1.200.000 đồng", "2,5%", "0912345678", "12.500.000 đồng", "6,25%"):
+        assert inverse_numbers(verbalize_numbers(written, region, four)) == written
+
+
+def test_recognize_writes_digits_and_scores_the_spoken_form(default_model, tmp_path, capsys):
+    """A spoken amount and phone number (espeak-ng): with --inverse_numbers, text and segments
+    carry digits, and the score against the spoken reference is unchanged."""
+    import subprocess
+
+    from chunkformer.bin import recognize
+
+    spoken = "chuyển năm trăm nghìn đồng cho số không chín tám bảy sáu năm bốn"
+    wav = tmp_path / "amount.wav"
+    subprocess.run(["espeak-ng", "-v", "vi", "-s", "150", "-w", str(wav), spoken], check=True)
+    data = tmp_path / "data.list"
+    data.write_text(json.dumps({"key": "u", "wav": str(wav), "txt": spoken},
+                               ensure_ascii=False) + "\n", encoding="utf-8")
+    rows, scores = {}, {}
+    for flag in ([], ["--inverse_numbers"]):
+        out = tmp_path / ("inv" if flag else "plain")
+        recognize.main(["--model_dir", str(default_model), "--data", str(data),
+                        "--output_dir", str(out), "--chunk_size", "0", *flag])
+        scores[bool(flag)] = capsys.readouterr().out.splitlines()[-1]
+        rows[bool(flag)] = json.loads((out / "result.jsonl").read_text(encoding="utf-8"))
+    plain, inverse = rows[False], rows[True]
+    assert inverse["text"] == inverse_numbers(plain["text"]) != plain["text"]
+    assert any(c.isdigit() for c in inverse["text"])
+    assert [s["decode"] for s in inverse["segments"]] == \
+        [inverse_numbers(s["decode"]) for s in plain["segments"]]
+    assert "CER" in scores[True] and scores[True] == scores[False]
