@@ -22,6 +22,7 @@ from chunkformer.analytics.turn_outcome import TurnOutcome
 from chunkformer.bin.common import tool_main, user_error_message
 from chunkformer.data.audio import AudioError
 from chunkformer.data.manifest import read_manifest
+from chunkformer.data.numbers import inverse_numbers_timed
 from chunkformer.folders import load_model_folder, load_task_model_or_exit
 from chunkformer.heads.classifier import SpeakerEmbeddingHead
 
@@ -43,6 +44,9 @@ def get_parser():
     p.add_argument("--window", type=float, default=3.0, help="heatmap window, seconds")
     p.add_argument("--hop", type=float, default=1.0, help="heatmap hop, seconds")
     p.add_argument("--title", default="Call report")
+    p.add_argument("--inverse_numbers", action="store_true",
+                   help="show spoken numbers as digits (\"năm trăm nghìn đồng\" → "
+                        "\"500.000 đồng\"), each one timed word")
     return p
 
 
@@ -92,6 +96,10 @@ def main(argv=None):
               file=sys.stderr)
     if not calls:
         sys.exit("error: no call could be read: " + "; ".join(bad[:3]))
+    if args.inverse_numbers:
+        for call in calls:
+            for segment in call.segments:
+                segment.words = inverse_numbers_timed(segment.words)
     path = write_report(calls, args.output, args.title)
     for line in bad:
         print(f"skipped {line}", file=sys.stderr)

@@ -26,7 +26,7 @@ Options (``region``): ``north`` (nghìn, lẻ) or ``south`` (ngàn, linh); ``fou
 """
 import re
 from dataclasses import dataclass
-from typing import List
+from typing import List, Sequence, Tuple
 
 DIGITS = ["không", "một", "hai", "ba", "bốn", "năm", "sáu", "bảy", "tám", "chín"]
 
@@ -236,29 +236,28 @@ def _grouped(n: int) -> str:
     return f"{n:,}".replace(",", ".")
 
 
-def inverse_numbers(text: str) -> str:
-    """Spoken numbers back to digits, so the business reads amounts as numbers: "một triệu hai
-    trăm nghìn đồng" → "1.200.000 đồng", "hai phẩy năm phần trăm" → "2,5%", three or more
-    digit words in a row → a digit string ("không chín một hai …" → "0912…"). A lone digit
-    word stays a word ("mở một tài khoản")."""
-    words, out, i = text.split(), [], 0
+def written_spans(words: Sequence[str]) -> List[Tuple[int, int, str]]:
+    """Spoken words → [(first, stop, written)]: each output token and the words[first:stop]
+    it stands for (a number written in digits, or one word as it was)."""
+    out: List[Tuple[int, int, str]] = []
+    i = 0
     while i < len(words):
-        run = i
+        start, run = i, i
         while run < len(words) and words[run] in DIGITS:
             run += 1
         if run - i >= 3 and not any(w in STRUCTURE for w in words[run:run + 1]):
-            out.append("".join(str(UNITS[w]) for w in words[i:run]))
+            out.append((start, run, "".join(str(UNITS[w]) for w in words[i:run])))
             i = run
             continue
         parsed = _parse_number(words, i)
-        followed = parsed is not None and (words[parsed[1]:parsed[1] + 1] == ["phẩy"] or
-                                           words[parsed[1]:parsed[1] + 2] == ["phần", "trăm"])
+        followed = parsed is not None and (list(words[parsed[1]:parsed[1] + 1]) == ["phẩy"] or
+                                           list(words[parsed[1]:parsed[1] + 2]) == ["phần", "trăm"])
         if parsed is None or not (parsed[2] or followed):
-            out.append(words[i])
+            out.append((i, i + 1, words[i]))
             i += 1
             continue
         value, i, _ = parsed
-        year = out[-1:] == ["năm"] and 1000 <= value < 3000  # năm 2024, not 2.024
+        year = out[-1:] and out[-1][2] == "năm" and 1000 <= value < 3000  # năm 2024
         written = str(value) if year else _grouped(value)
         if i + 1 < len(words) and words[i] == "phẩy":  # the fraction: a number below the
             end = i + 1                                # scales, or digits after a "không"
@@ -271,8 +270,24 @@ def inverse_numbers(text: str) -> str:
             elif fraction is not None:
                 written += "," + str(fraction[0])
                 i = fraction[1]
-        if words[i:i + 2] == ["phần", "trăm"]:
+        if list(words[i:i + 2]) == ["phần", "trăm"]:
             written += "%"
             i += 2
-        out.append(written)
-    return " ".join(out)
+        out.append((start, i, written))
+    return out
+
+
+def inverse_numbers(text: str) -> str:
+    """Spoken numbers back to digits, so the business reads amounts as numbers: "một triệu hai
+    trăm nghìn đồng" → "1.200.000 đồng", "hai phẩy năm phần trăm" → "2,5%", three or more
+    digit words in a row → a digit string ("không chín một hai …" → "0912…"). A lone digit
+    word stays a word ("mở một tài khoản")."""
+    return " ".join(w for _, _, w in written_spans(text.split()))
+
+
+def inverse_numbers_timed(words: List[dict]) -> List[dict]:
+    """Timed words ``{"word", "start", "end", …}`` with each spoken number merged into one
+    timed word in digits (its first word's start, its last word's end)."""
+    spans = written_spans([w["word"] for w in words])
+    return [dict(words[a], word=text, end=words[b - 1]["end"]) if b - a > 1 or
+            text != words[a]["word"] else words[a] for a, b, text in spans]

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from chunkformer.bin import prepare_data
-from chunkformer.data.numbers import Style, cardinal, inverse_numbers, verbalize_numbers
+from chunkformer.data.numbers import (Style, cardinal, inverse_numbers, inverse_numbers_timed,
+                                      verbalize_numbers)
 
 TABLE = [  # written, spoken (north, "tư")
     ("0", "không"), ("4", "bốn"), ("5", "năm"), ("10", "mười"), ("11", "mười một"),
@@ -139,3 +140,51 @@ def test_recognize_writes_digits_and_scores_the_spoken_form(default_model, tmp_p
     assert [s["decode"] for s in inverse["segments"]] == \
         [inverse_numbers(s["decode"]) for s in plain["segments"]]
     assert "CER" in scores[True] and scores[True] == scores[False]
+
+
+def test_timed_words_merge_into_one_timed_number():
+    words = [{"word": w, "start": i * 0.5, "end": i * 0.5 + 0.4}
+             for i, w in enumerate("chuyển năm trăm nghìn đồng cho một người".split())]
+    merged = inverse_numbers_timed(words)
+    assert [w["word"] for w in merged] == ["chuyển", "500.000", "đồng", "cho", "một", "người"]
+    assert (merged[1]["start"], merged[1]["end"]) == (0.5, 1.9)  # its first start, last end
+    assert merged[0] is words[0]
+
+
+def test_report_shows_numbers_as_digits(default_model, tmp_path):
+    """`report --inverse_numbers` on a call that says an amount (espeak-ng; the default model
+    as ASR, a task model of heads on its encoder): the page shows the amount in digits."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from chunkformer.config import load_yaml
+    from chunkformer.heads.multitask import build_heads_model
+    from chunkformer.model import ChunkFormerModel
+    from chunkformer.pretrained import read_encoder_state, save_folder, take_encoder
+
+    asr = ChunkFormerModel.from_pretrained(default_model)
+    cfg = {k: v for k, v in load_yaml(default_model / "config.yaml").items()
+           if k in ("encoder", "encoder_conf", "input_dim", "fbank_conf", "is_json_cmvn",
+                    "cmvn_file")}
+    cfg.update(model="multitask", heads={"outcome": {"type": "classifier",
+                                                     "classes": ["pays", "refuses"]}})
+    torch.manual_seed(0)
+    task = build_heads_model(cfg, cmvn=asr.encoder.global_cmvn, cmvn_stats=asr.cmvn_stats)
+    take_encoder(task, read_encoder_state(default_model)[0], default_model)
+    save_folder(task.eval(), tmp_path / "task")
+    wav = tmp_path / "call.wav"
+    subprocess.run(["espeak-ng", "-v", "vi", "-s", "150", "-w", str(wav),
+                    "anh chuyển giúp em năm trăm nghìn đồng nhé"], check=True)
+    (tmp_path / "calls.list").write_text(json.dumps({"key": "c", "wav": str(wav)}) + "\n")
+    pages = {}
+    for flag in ([], ["--inverse_numbers"]):
+        page = tmp_path / f"report{len(flag)}.html"
+        r = subprocess.run([sys.executable, "-m", "chunkformer.bin.report", "--model_dir",
+                            str(tmp_path / "task"), "--asr_dir", str(default_model), "--data",
+                            str(tmp_path / "calls.list"), "--output", str(page), *flag],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        pages[bool(flag)] = page.read_text(encoding="utf-8")
+    assert ">trăm</span>" in pages[False] and ">500.000</span>" in pages[True]
