@@ -247,14 +247,19 @@ def test_stream_client_tool(server, vi_speech, default_model):
     path = vi_speech[1][0]
     expected = decode_long(ChunkFormerModel.from_pretrained(default_model), str(path), 8, 32,
                            0).text
-    out = subprocess.run([sys.executable, "-m", "chunkformer.bin.stream_client", "--url", server,
-                          "--wav", str(path), "--speed", "0", "--sample_rate", "8000"],
-                         capture_output=True, text=True, timeout=120)
+
+    def client(*extra):
+        return subprocess.run([sys.executable, "-m", "chunkformer.bin.stream_client", "--url",
+                               server, "--wav", str(path), "--speed", "0", *extra],
+                              capture_output=True, text=True, timeout=120)
+
+    out = client()  # at the file's own rate: the printed finals are the offline text
     assert out.returncode == 0, out.stderr
-    line = out.stdout.strip().splitlines()[-1]
-    assert re.match(r"\[\d+\.\d\d-\d+\.\d\d\] ", line)
-    bad = subprocess.run([sys.executable, "-m", "chunkformer.bin.stream_client", "--url", server,
-                          "--wav", str(path), "--sample_rate", "44100", "--speed", "0"],
-                         capture_output=True, text=True, timeout=120)
+    lines = out.stdout.strip().splitlines()
+    assert all(re.match(r"\[\d+\.\d\d-\d+\.\d\d\] ", ln) for ln in lines if ln.strip())
+    assert " ".join(ln.split("] ", 1)[1] for ln in lines if "] " in ln) == expected
+    out = client("--sample_rate", "8000")  # resampled before sending
+    assert out.returncode == 0 and re.match(r"\[\d+\.\d\d-\d+\.\d\d\] ",
+                                            out.stdout.strip().splitlines()[-1])
+    bad = client("--sample_rate", "44100")
     assert bad.returncode == 1 and "sample_rate 44100 is not supported" in bad.stderr
-    assert expected  # the tool's 8 kHz text is checked by the protocol tests; here it runs
