@@ -147,17 +147,34 @@ class ChunkFormerModel(nn.Module):
                      right_context_size: Optional[int] = 128, total_batch_duration: float = 1800,
                      mode: str = "ctc_greedy", beam_size: int = 10,
                      return_timestamps: bool = False, sample_rate: Optional[int] = None,
-                     ctc_weight: float = 0.5, reverse_weight: float = 0.0):
+                     ctc_weight: float = 0.5, reverse_weight: float = 0.0, bias=None):
         """Decode several recordings (paths or waveforms) in masked batches of at most
         ``total_batch_duration`` seconds. Returns texts, or result dicts with word timings.
         Context sizes of None mean the upstream defaults 64 / 128 / 128; ``ctc_weight`` and
-        ``reverse_weight`` weigh ``attention_rescoring``."""
+        ``reverse_weight`` weigh ``attention_rescoring``; ``bias`` (:meth:`decoding_bias`)
+        adds hotwords and a language model to the beam modes."""
         from chunkformer.decoding.batch import decode_audios
         results = decode_audios(self, audio_paths, *upstream_context(chunk_size,
                                 left_context_size, right_context_size),
                                 total_batch_duration, mode, beam_size, sample_rate, ctc_weight,
-                                reverse_weight)
+                                reverse_weight, bias)
         return [r.as_dict() if return_timestamps else r.text for r in results]
+
+    def decoding_bias(self, hotwords=None, lm=None, lm_weight: float = 0.5,
+                      word_bonus: float = 0.0):
+        """Hotwords and/or a word LM for the beam modes and streams of this model.
+
+        Args:
+            hotwords: a hotwords file (one phrase a line, optional ``<TAB>boost``) or a list
+                of phrases / (phrase, boost) pairs, written as users write them.
+            lm: an ARPA file (``.arpa`` or ``.arpa.gz``) or an :class:`~chunkformer.lm.arpa.NgramLM`.
+            lm_weight, word_bonus: fusion weights (``python -m chunkformer.bin.tune_decoding``
+                finds them on a dev set).
+        Returns:
+            a :class:`~chunkformer.decoding.bias.DecodingBias`, to pass as ``bias=``.
+        """
+        from chunkformer.decoding.bias import make_bias
+        return make_bias(self.vocab, hotwords, lm, lm_weight, word_bonus)
 
     def stream(self, chunk_size: int = 8, left_context_size: int = 32,
                right_context_size: int = 0, **kwargs):
@@ -174,18 +191,18 @@ class ChunkFormerModel(nn.Module):
                        return_timestamps: bool = True, max_silence_duration: float = 0.5,
                        mode: str = "ctc_greedy", beam_size: int = 10,
                        sample_rate: Optional[int] = None, ctc_weight: float = 0.5,
-                       reverse_weight: float = 0.0):
+                       reverse_weight: float = 0.0, bias=None):
         """Decode one recording of any length chunk by chunk with attention/conv caches.
 
         Returns segments ``[{"decode", "start", "end", "words"}]`` split at silences of
         ``max_silence_duration`` (times ``HH:MM:SS:mmm``), or the text when
         ``return_timestamps`` is False. ``audio_path`` may also be a waveform; context sizes of
-        None mean 64 / 128 / 128.
+        None mean 64 / 128 / 128; ``bias`` as in :meth:`batch_decode`.
         """
         from chunkformer.decoding.endless import decode_long
         result = decode_long(self, audio_path, *upstream_context(chunk_size, left_context_size,
                              right_context_size), total_batch_duration, mode, beam_size,
-                             sample_rate, ctc_weight, reverse_weight)
+                             sample_rate, ctc_weight, reverse_weight, bias=bias)
         if not return_timestamps:
             return result.text
         return result.segments(max_silence_duration)

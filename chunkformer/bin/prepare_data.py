@@ -31,8 +31,7 @@ from chunkformer.bin.common import add_key_mode_option, tool_main
 from chunkformer.data.audio import AudioError, audio_duration
 from chunkformer.data.manifest import Utterance, read_manifest, write_manifest
 from chunkformer.data.skips import SkipLog
-from chunkformer.data.numbers import has_digits, verbalize_numbers
-from chunkformer.data.text import normalize_text
+from chunkformer.data.numbers import has_digits, spoken_text
 from chunkformer.data.utterance import DURATION_TOLERANCE
 
 
@@ -53,15 +52,6 @@ def get_parser():
     p.add_argument("--four", default="tư", choices=("tư", "bốn"), help="4 after tens ≥ 20")
     add_key_mode_option(p, "<output>.skipped.tsv")
     return p
-
-
-def spoken_text(text: str, numbers: str = "spoken", region: str = "north",
-                four: str = "tư") -> str:
-    """A transcript as a training target: numbers written out (unless ``keep``), then
-    normalised."""
-    if numbers == "spoken" and has_digits(text):
-        text = verbalize_numbers(text, region, four)
-    return normalize_text(text)
 
 
 def prepare_row(row: Utterance, require_text: bool, numbers: str = "spoken",

@@ -28,6 +28,8 @@ import re
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
+from chunkformer.data.text import normalize_text
+
 DIGITS = ["không", "một", "hai", "ba", "bốn", "năm", "sáu", "bảy", "tám", "chín"]
 
 
@@ -291,3 +293,12 @@ def inverse_numbers_timed(words: List[dict]) -> List[dict]:
     spans = written_spans([w["word"] for w in words])
     return [dict(words[a], word=text, end=words[b - 1]["end"]) if b - a > 1 or
             text != words[a]["word"] else words[a] for a, b, text in spans]
+
+
+def spoken_text(text: str, numbers: str = "spoken", region: str = "north",
+                four: str = "tư") -> str:
+    """A transcript as a training target: numbers written out (unless ``keep``), then
+    normalised."""
+    if numbers == "spoken" and has_digits(text):
+        text = verbalize_numbers(text, region, four)
+    return normalize_text(text)

@@ -708,6 +708,52 @@ def plan_corpus(num_train: int, num_dev: int, num_test: int, seed: int = 0,
     return plan
 
 
+# Product, program and branch names made of words the corpus says rarely (tens of times, where
+# common words are said thousands of times) and never together: what a bank puts on a hotword
+# list and a model trained on general speech gets wrong.
+RARE_PHRASES = ("hoa mai", "kim long", "minh châu", "hải đăng", "phương đông", "nam long",
+                "quang minh", "hoàng kim", "an bình", "tâm an", "vĩnh long", "thái bình",
+                "bình minh", "khánh lộc")
+# Sentences that carry a phrase, with the corpus's honorifics.
+PHRASE_CARRIERS = ("tôi muốn đăng ký gói {phrase}", "{hon} ơi cho tôi hỏi về sản phẩm {phrase}",
+                   "em xin giới thiệu chương trình {phrase} của ngân hàng",
+                   "tôi đang ở chi nhánh {phrase}", "{hon} tư vấn giúp tôi thẻ {phrase} với",
+                   "gói {phrase} có lãi suất bao nhiêu vậy em",
+                   "dạ {hon} có thể mở thẻ {phrase} ngay hôm nay ạ")
+
+
+def plan_phrase_set(phrases, num_with: int, num_without: int, seed: int = 0) -> list:
+    """An evaluation set for hotwords: ``num_with`` utterances that say one of ``phrases``
+    in a carrier sentence (phrases in turn) and ``num_without`` test sentences of the corpus
+    (held-out values) that say none of them; half telephone, voices held out from training.
+    Keys ``phrase-NNNNN`` / ``plain-NNNNN``; render with :func:`write_corpus`."""
+    rng = random.Random(f"{seed}/phrases")
+    items = []
+    for i in range(num_with + num_without):
+        with_phrase = i < num_with
+        if with_phrase:
+            text = rng.choice(PHRASE_CARRIERS).format(phrase=phrases[i % len(phrases)],
+                                                      hon=rng.choice(HONORIFICS))
+            intent, role = "product_info", "customer"
+        else:
+            for _ in range(MAX_TRIES):
+                intent, role, text, _ = _new_sentence(rng, "dev", "north", set())
+                if not any(p in f" {text} " for p in (f" {q} " for q in phrases)):
+                    break
+        accent = rng.choice(list(ACCENTS))
+        variant = rng.choice(HELD_OUT_VARIANTS)
+        telephone = i % 2 == 1
+        speaker = f"{accent}-{variant}"
+        items.append(Utterance(
+            key=f"{'phrase' if with_phrase else 'plain'}-{i:05d}", text=text, intent=intent,
+            role=role, speaker=speaker, accent=accent, voice=f"{ACCENTS[accent]}+{variant}",
+            **speaking_style(rng, intent, role), line="telephone" if telephone else "wideband",
+            snr_db=round(rng.uniform(*(SNR_DB if telephone else ROOM_SNR_DB)), 1),
+            noise=rng.choice(NOISE_KINDS), noise_seed=rng.getrandbits(32), unseen_voice=True,
+            unseen_template=with_phrase))
+    return items
+
+
 def _run(cmd: list, stdin: bytes, key: str) -> bytes:
     result = subprocess.run(cmd, input=stdin, capture_output=True)
     if result.returncode != 0:

@@ -14,9 +14,12 @@ from chunkformer.decoding.transcript import Transcript
 MODES = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring")
 
 
-def check_mode(model, mode: str):
+def check_mode(model, mode: str, bias=None):
     if mode not in MODES:
         raise ValueError(f"unknown decoding mode {mode!r} (choose from {', '.join(MODES)})")
+    if bias is not None and mode == "ctc_greedy":
+        raise ValueError("hotwords and a language model need a beam mode "
+                         "(ctc_prefix_beam or attention_rescoring), not ctc_greedy")
     if mode == "attention_rescoring" and model.decoder is None:
         raise ValueError("attention_rescoring needs a model with an attention decoder "
                          "(this folder has no decoder.* weights)")
@@ -49,14 +52,15 @@ def budget_groups(frame_counts: Sequence[int], total_batch_duration: float) -> L
 def decode_features(model, feats: List[torch.Tensor], chunk_size: Optional[int],
                     left_context_size: int, right_context_size: int, mode: str = "ctc_greedy",
                     beam_size: int = 10, ctc_weight: float = 0.5,
-                    reverse_weight: float = 0.0) -> List[Transcript]:
-    """Decode unpadded fbank features [(T_i, 80)] as one masked batch."""
-    check_mode(model, mode)
+                    reverse_weight: float = 0.0, bias=None) -> List[Transcript]:
+    """Decode unpadded fbank features [(T_i, 80)] as one masked batch (``bias``: a
+    :class:`~chunkformer.decoding.bias.DecodingBias` for the beam modes)."""
+    check_mode(model, mode, bias)
     feats = [f.to(model.device) for f in feats]
     encs = model.encoder.forward_list(feats, chunk_size, left_context_size, right_context_size)
     out = []
     for enc in encs:
-        spans = SpanSearch(model, mode, beam_size, ctc_weight, reverse_weight)
+        spans = SpanSearch(model, mode, beam_size, ctc_weight, reverse_weight, bias)
         spans.add(enc)
         out.append(spans.finish())
     return out
@@ -64,15 +68,15 @@ def decode_features(model, feats: List[torch.Tensor], chunk_size: Optional[int],
 
 def decode_audios(model, audios, chunk_size, left_context_size, right_context_size,
                   total_batch_duration, mode="ctc_greedy", beam_size=10, sample_rate=None,
-                  ctc_weight: float = 0.5, reverse_weight: float = 0.0):
+                  ctc_weight: float = 0.5, reverse_weight: float = 0.0, bias=None):
     """Paths or waveforms → transcripts, in masked batches of bounded total duration."""
-    check_mode(model, mode)
+    check_mode(model, mode, bias)
     feats = [model.features(a, sample_rate) for a in audios]
     results = [None] * len(feats)
     for group in budget_groups([f.size(0) for f in feats], total_batch_duration):
         decoded = decode_features(model, [feats[i] for i in group], chunk_size,
                                   left_context_size, right_context_size, mode, beam_size,
-                                  ctc_weight, reverse_weight)
+                                  ctc_weight, reverse_weight, bias)
         for i, r in zip(group, decoded):
             results[i] = r
     return results

@@ -74,12 +74,13 @@ def encode_long(model, stream, chunk, left, right, total_batch_duration, layers=
 def decode_long(model, audio, chunk_size=64, left_context_size=128, right_context_size=128,
                 total_batch_duration=1800, mode="ctc_greedy", beam_size=10,
                 sample_rate=None, ctc_weight: float = 0.5,
-                reverse_weight: float = 0.0, channel=None) -> Transcript:
+                reverse_weight: float = 0.0, channel=None, bias=None) -> Transcript:
     """Decode one recording of any length (path or waveform; ``channel``: only that one) →
-    Transcript (``ctc_weight`` and ``reverse_weight`` weigh attention rescoring)."""
-    check_mode(model, mode)
+    Transcript (``ctc_weight`` and ``reverse_weight`` weigh attention rescoring, ``bias``
+    adds hotwords / LM to the beam modes)."""
+    check_mode(model, mode, bias)
     stream = FbankStream(audio, sample_rate, channel=channel)
-    spans = SpanSearch(model, mode, beam_size, ctc_weight, reverse_weight)
+    spans = SpanSearch(model, mode, beam_size, ctc_weight, reverse_weight, bias)
     for _, enc in encode_long(model, stream, chunk_size, left_context_size, right_context_size,
                               total_batch_duration):
         spans.add(enc)

@@ -4,29 +4,57 @@ Greedy ids are kept per frame; beam modes search spans of at most ``MAX_SPAN_FRA
 the longest blank run (failing that, between two different tokens). Greedy results are unchanged
 by such cuts, a recording up to ``MAX_SPAN_FRAMES`` is searched whole, and beam search and
 attention rescoring memory stay bounded on hours of audio.
+
+Beam modes also keep the n-best: spans are searched independently, so the n-best of the
+recording is the best ``beam_size`` concatenations of one alternative per span (scores add).
 """
-from typing import List, Optional
+import heapq
+from typing import List, Optional, Tuple
 
 import torch
 
-from chunkformer.decoding.search import attention_rescoring, ctc_prefix_beam_search
+from chunkformer.decoding.search import Hypothesis, attention_rescoring, ctc_prefix_beam_search
 from chunkformer.decoding.transcript import Token, Transcript, greedy_tokens
 
 MAX_SPAN_FRAMES = 375  # 30 s of encoder frames per search span
 
+Ranked = List[Tuple[float, Hypothesis]]  # (ranking score, hypothesis), best first
+
 
 def search(model, enc: torch.Tensor, frame_ids: List[int], mode: str, beam_size: int,
-           ctc_weight: float = 0.5, reverse_weight: float = 0.0, offset: int = 0) -> List[Token]:
-    """One utterance's (T', D) encoder output (and its greedy per-frame ids) → tokens."""
+           ctc_weight: float = 0.5, reverse_weight: float = 0.0, offset: int = 0,
+           bias=None) -> Tuple[List[Token], Ranked]:
+    """One utterance's (T', D) encoder output (and its greedy per-frame ids) → the best
+    tokens and, for beam modes, the ranked n-best (ranking score: CTC + bias, or the
+    attention-rescoring score), times shifted by ``offset``."""
     blank = model.ctc.blank_id
     if mode == "ctc_greedy":
-        return greedy_tokens(frame_ids, blank, offset)
-    hyps = ctc_prefix_beam_search(model.ctc_log_probs(enc), beam_size, blank)
-    best = 0
+        return greedy_tokens(frame_ids, blank, offset), []
+    hyps = ctc_prefix_beam_search(model.ctc_log_probs(enc), beam_size, blank, bias=bias)
+    scores = [h.total for h in hyps]
     if mode == "attention_rescoring" and len(hyps) > 1:
-        best, _ = attention_rescoring(model.decoder, enc, hyps, model.sos, model.eos,
-                                      ctc_weight, reverse_weight)
-    return [Token(i, t + offset, t + offset) for i, t in zip(hyps[best].ids, hyps[best].times)]
+        _, scores = attention_rescoring(model.decoder, enc, hyps, model.sos, model.eos,
+                                        ctc_weight, reverse_weight)
+    ranked = sorted(((s, Hypothesis(h.ids, h.score, tuple(t + offset for t in h.times),
+                                    h.bias)) for s, h in zip(scores, hyps)),
+                    key=lambda sh: sh[0], reverse=True)
+    best = ranked[0][1]
+    return [Token(i, t, t) for i, t in zip(best.ids, best.times)], ranked
+
+
+def combine_nbest(first: Ranked, second: Ranked, size: int) -> Ranked:
+    """The ``size`` best concatenations of an alternative of ``first`` with one of
+    ``second`` (independent spans: scores add)."""
+    if not first:
+        return second[:size]
+    pairs = heapq.nlargest(size, ((a[0] + b[0], i, j) for i, a in enumerate(first)
+                                  for j, b in enumerate(second)))
+    out = []
+    for score, i, j in pairs:
+        a, b = first[i][1], second[j][1]
+        out.append((score, Hypothesis(a.ids + b.ids, a.score + b.score, a.times + b.times,
+                                      a.bias + b.bias)))
+    return out
 
 
 class SpanSearch:
@@ -38,10 +66,10 @@ class SpanSearch:
     """
 
     def __init__(self, model, mode: str, beam_size: int, ctc_weight: float = 0.5,
-                 reverse_weight: float = 0.0):
-        self.model, self.mode, self.beam_size = model, mode, beam_size
+                 reverse_weight: float = 0.0, bias=None):
+        self.model, self.mode, self.beam_size, self.bias = model, mode, beam_size, bias
         self.weights = (ctc_weight, reverse_weight)
-        self.tokens, self.frame_ids = [], []
+        self.tokens, self.frame_ids, self.nbest = [], [], []
         self.pending_enc, self.pending_start = [], 0
 
     def add(self, enc: torch.Tensor):
@@ -55,7 +83,7 @@ class SpanSearch:
         """Search what is pending; the whole recording's transcript."""
         self._flush(final=True)
         return Transcript(self.tokens, self.model.vocab, frame_ids=self.frame_ids,
-                          blank=self.model.ctc.blank_id)
+                          blank=self.model.ctc.blank_id, nbest=self.nbest)
 
     def _flush(self, final: bool):
         total = len(self.frame_ids) - self.pending_start
@@ -91,6 +119,9 @@ class SpanSearch:
             enc = torch.cat(self.pending_enc)
             self.pending_enc = [enc[n:]]
             enc = enc[:n]
-        self.tokens += search(self.model, enc, ids, self.mode, self.beam_size, *self.weights,
-                              offset=start)
+        tokens, ranked = search(self.model, enc, ids, self.mode, self.beam_size, *self.weights,
+                                offset=start, bias=self.bias)
+        self.tokens += tokens
+        if ranked:
+            self.nbest = combine_nbest(self.nbest, ranked, self.beam_size)
         self.pending_start += n

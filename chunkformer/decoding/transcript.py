@@ -37,13 +37,16 @@ def greedy_tokens(frame_ids: Sequence[int], blank: int = 0, offset: int = 0) -> 
 
 @dataclass
 class Transcript:
-    """One utterance's decoding. ``frame_ids`` (greedy per-frame ids) drive silence segments."""
+    """One utterance's decoding. ``frame_ids`` (greedy per-frame ids) drive silence segments;
+    ``nbest`` (beam modes) holds the ranked alternatives as (score, Hypothesis), the first
+    one being ``tokens``' labelling."""
 
     tokens: List[Token]
     vocab: Optional[object] = None
     key: Optional[str] = None
     frame_ids: List[int] = field(default_factory=list, repr=False)
     blank: int = 0
+    nbest: List[tuple] = field(default_factory=list, repr=False)
 
     @property
     def ids(self) -> List[int]:
