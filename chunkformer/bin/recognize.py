@@ -19,6 +19,11 @@ carry their ``channel`` (and ``role``, with ``--channel_roles agent,customer``),
 both sides at once is kept on both. A row that names its ``channel`` is decoded on that channel
 alone either way.
 
+Beam modes take hotwords and a word language model: ``--hotwords FILE`` (one phrase a line,
+optional ``<TAB>boost``), ``--lm lm.arpa`` with ``--lm_weight`` / ``--word_bonus`` (from
+``tune_decoding``); ``--nbest N`` writes ``nbest.jsonl``: the N best hypotheses of each
+recording (or channel) with their scores.
+
 ``--backend onnx`` (or ``onnx_int8``) decodes with the graphs ``export_onnx`` wrote (``--model_dir``
 is then that folder) on onnxruntime: greedy CTC in full context or in the exported chunk/left
 context with right context 0, the same text as the PyTorch model.
@@ -67,6 +72,13 @@ def get_parser():
     p.add_argument("--left_context_size", type=int, default=128)
     p.add_argument("--right_context_size", type=int, default=128)
     p.add_argument("--beam_size", type=int, default=10)
+    p.add_argument("--hotwords", default=None,
+                   help="beam modes: file of phrases to boost (one a line, optional <TAB>boost)")
+    p.add_argument("--lm", default=None, help="beam modes: word n-gram LM (ARPA, .arpa.gz)")
+    p.add_argument("--lm_weight", type=float, default=0.5, help="weight of the LM's ln p")
+    p.add_argument("--word_bonus", type=float, default=0.0, help="added per word with --lm")
+    p.add_argument("--nbest", type=int, default=0,
+                   help="beam modes: write the N best hypotheses with scores to nbest.jsonl")
     p.add_argument("--ctc_weight", type=float, default=0.5, help="attention rescoring")
     p.add_argument("--reverse_weight", type=float, default=0.0, help="bitransformer only")
     p.add_argument("--total_batch_duration", type=float, default=1800,
@@ -98,10 +110,11 @@ def get_parser():
 class Recognizer:
     """Decode items one masked batch (or one long recording) at a time, writing as it goes."""
 
-    def __init__(self, model, args, out: Path):
-        self.model, self.args, self.out = model, args, out
+    def __init__(self, model, args, out: Path, bias=None):
+        self.model, self.args, self.out, self.bias = model, args, out, bias
         self.text = open(out / "text", "w", encoding="utf-8")
         self.jsonl = open(out / "result.jsonl", "w", encoding="utf-8")
+        self.nbest = open(out / "nbest.jsonl", "w", encoding="utf-8") if args.nbest else None
         self.skips = SkipLog()
         self.hyps = {}  # name → hypothesis
         self.names = {}  # key → its name in the outputs
@@ -172,7 +185,7 @@ class Recognizer:
         return decode_long(self.model, source, args.chunk_size, args.left_context_size,
                            args.right_context_size, args.total_batch_duration, args.mode,
                            args.beam_size, sample_rate=rate, ctc_weight=args.ctc_weight,
-                           reverse_weight=args.reverse_weight, channel=channel)
+                           reverse_weight=args.reverse_weight, channel=channel, bias=self.bias)
 
     def duration(self, item) -> float:
         if item.start is not None and item.end is not None:
@@ -191,12 +204,14 @@ class Recognizer:
             return len(batch)
         results = decode_features(self.model, [f for _, f in batch], args.chunk_size,
                                   args.left_context_size, args.right_context_size, args.mode,
-                                  args.beam_size, args.ctc_weight, args.reverse_weight)
+                                  args.beam_size, args.ctc_weight, args.reverse_weight, self.bias)
         for (item, _), result in zip(batch, results):
             self.emit(item, result)
         return len(batch)
 
     def emit(self, item, result):
+        if self.nbest is not None:
+            self.write_nbest(item, result)
         if item.key in self.sides:
             call, channel, count = self.sides[item.key]
             got = self.pending.setdefault(call.key, {})
@@ -222,6 +237,24 @@ class Recognizer:
         if self.args.srt:
             write_srt(self.out / "srt" / f"{row['key']}.srt", row["segments"])
 
+    def write_nbest(self, item, result):
+        """``nbest.jsonl``: one line per recording (per channel with ``--channels split``)."""
+        side = self.sides.get(item.key)
+        key = self.names[side[0].key if side else item.key]
+        vocab = self.model.vocab
+        alternatives = []
+        for rank, (ranking, hyp) in enumerate(result.nbest[:self.args.nbest], start=1):
+            text = vocab.ids_to_text(hyp.ids)
+            entry = {"rank": rank, "text": inverse_numbers(text) if self.args.inverse_numbers
+                     else text, "score": round(ranking, 4), "ctc_score": round(hyp.score, 4)}
+            if self.bias is not None:
+                entry["bias"] = round(hyp.bias, 4)
+                entry.update({k: round(v, 4) if isinstance(v, float) else v
+                              for k, v in self.bias.parts(hyp.ids).items()})
+            alternatives.append(entry)
+        row = {"key": key, **({"channel": side[1]} if side else {}), "nbest": alternatives}
+        self.nbest.write(json.dumps(row, ensure_ascii=False) + "\n")
+
     def finish(self):
         """Recordings with a channel that could not be decoded: the sides that were."""
         calls = {call.key: call for call, _, _ in self.sides.values()}
@@ -232,6 +265,8 @@ class Recognizer:
         self.pending = {}
         self.text.close()
         self.jsonl.close()
+        if self.nbest is not None:
+            self.nbest.close()
 
     def skip(self, item, reason: str):
         self.skips.add(item, reason)
@@ -251,20 +286,28 @@ def write_srt(path: Path, segments):
 
 
 def load_model(args):
-    """The PyTorch model, or the ONNX graphs with ``--backend onnx``; ValueError for a mode or
-    context the backend cannot decode."""
+    """(the PyTorch model or, with ``--backend onnx``, the ONNX graphs; the decoding bias or
+    None); ValueError for a mode, context or option the backend cannot decode with."""
+    if args.nbest and args.mode == "ctc_greedy":
+        raise ValueError("--nbest needs a beam mode (ctc_prefix_beam or attention_rescoring)")
+    if args.nbest > args.beam_size:
+        raise ValueError(f"--nbest {args.nbest} > --beam_size {args.beam_size}: the search "
+                         "keeps beam_size hypotheses")
     if args.backend == "torch":
         model = ChunkFormerModel.from_pretrained(args.model_dir, args.device)
         logging.info("%s", model.load_report)
-        check_mode(model, args.mode)
-        return model
+        bias = model.decoding_bias(args.hotwords, args.lm, args.lm_weight, args.word_bonus)
+        check_mode(model, args.mode, bias)
+        if bias is not None:
+            logging.info("decoding bias: %s", bias.describe())
+        return model, bias
     from chunkformer.export.runtime import OnnxModel
 
     if args.mode != "ctc_greedy":
         raise ValueError(f"--backend {args.backend} decodes ctc_greedy only, not {args.mode}")
     model = OnnxModel(args.model_dir, args.backend == "onnx_int8", args.num_threads)
     model.check_context(args.chunk_size, args.left_context_size, args.right_context_size)
-    return model
+    return model, None
 
 
 @tool_main
@@ -282,12 +325,12 @@ def main(argv=None):
     if not items:
         sys.exit(f"error: {args.data}: no audio found")
     try:
-        model = load_model(args)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+        model, bias = load_model(args)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {user_error_message(e)}")
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    recognizer = Recognizer(model, args, out)  # a bad --channel_roles: ConfigError
+    recognizer = Recognizer(model, args, out, bias)  # a bad --channel_roles: ConfigError
     if args.channels == "split":
         items = recognizer.split_channels(items)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.dtype)

@@ -7,7 +7,8 @@ Writes ``<out_dir>/{train,dev,test}/`` with ``wav/`` (16 kHz wideband, 8 kHz tel
 PCM), Kaldi ``wav.scp``, ``text``, ``utt2spk``, ``utt2dur`` and a jsonl ``data.list`` (key, wav,
 txt, duration, speaker, intent, emotion, line (telephone / wideband), role, accent, snr_db,
 unseen_voice,
-unseen_template, shuffled). With ``--num_dev_calls`` / ``--num_test_calls``, also
+unseen_template, shuffled). ``--num_domain_text N`` also writes ``<out_dir>/domain_text.txt``:
+N template sentences with train values, text only, for a language model. With ``--num_dev_calls`` / ``--num_test_calls``, also
 ``<out_dir>/{dev,test}_calls/``: whole two-channel 8 kHz calls (mono and stereo files, lists
 of calls and of their turns with true times; :mod:`chunkformer.data.synthetic_calls`). Dev and
 test sentences never occur in train; test adds unseen
@@ -19,9 +20,10 @@ See :mod:`chunkformer.data.synthetic` for what is generated.
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from chunkformer.bin.common import tool_main
-from chunkformer.data.synthetic import plan_corpus, write_corpus
+from chunkformer.data.synthetic import domain_text, plan_corpus, write_corpus
 from chunkformer.data.synthetic_calls import plan_calls, write_calls
 
 
@@ -47,6 +49,8 @@ def get_parser():
                    help="whole two-channel calls written for dev (<out_dir>/dev_calls)")
     p.add_argument("--num_test_calls", type=int, default=0,
                    help="whole two-channel calls written for test (<out_dir>/test_calls)")
+    p.add_argument("--num_domain_text", type=int, default=0,
+                   help="sentences of in-domain text (no audio) written to domain_text.txt")
     p.add_argument("--jobs", type=int, default=2, help="parallel espeak-ng/sox pipelines")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p
@@ -66,8 +70,15 @@ def main(argv=None) -> int:
                                     args.jobs, progress=not args.no_progress)
                  for split, n in (("dev", args.num_dev_calls), ("test", args.num_test_calls))
                  if n > 0}
+        if args.num_domain_text > 0:
+            text = Path(args.out_dir) / "domain_text.txt"
+            text.write_text("".join(f"{line}\n" for line in
+                                    domain_text(args.num_domain_text, args.seed)),
+                            encoding="utf-8")
     except (ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
+    if args.num_domain_text > 0:
+        print(f"domain text: {args.num_domain_text} sentences → {text}")
     for s in summaries:
         state = "already done, skipped" if s.skipped else f"{s.seconds:.1f} s"
         print(f"{s.split}: {s.utterances} utterances ({s.telephone} telephone), "

@@ -631,6 +631,19 @@ def train_vocabulary() -> tuple:
     return tuple(sorted(words))
 
 
+def domain_text(num: int, seed: int = 0) -> list:
+    """``num`` natural sentences of the corpus's templates with train slot values (some
+    repeat, as a call center's scripts do), without audio: in-domain text for a language
+    model. Unlike train transcripts they are never shuffled; they share no sentence with
+    dev or test by construction only when those use held-out values or templates."""
+    rng = random.Random(f"{seed}/domain_text")
+    out = []
+    for _ in range(num):
+        accent = rng.choice(list(ACCENTS))
+        out.append(_new_sentence(rng, "train", rng.choice(ACCENT_STYLES[accent]), set())[2])
+    return out
+
+
 def speaking_style(rng, intent: str, role: str) -> dict:
     """An emotion for the role and intent, and espeak-ng prosody drawn from its ranges →
     the Utterance fields emotion, speed, pitch, amplitude and word_gap."""

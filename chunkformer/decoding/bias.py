@@ -86,6 +86,17 @@ class DecodingBias:
         self.pieces = [t[1:] if s else t for t, s in zip(tokens, self.starts)]
         self.keep = max(lm.order - 1, 0) if lm is not None else 0
 
+    def describe(self) -> str:
+        """One line for logs: what is fused, with its weights."""
+        parts = []
+        if self.context is not None:
+            parts.append(f"{self.context.num_phrases} hotword phrases")
+        if self.lm is not None:
+            counts = "/".join(str(n) for n in self.lm.counts().values())
+            parts.append(f"{self.lm.order}-gram LM ({counts} n-grams), weight "
+                         f"{self.lm_weight}, word bonus {self.word_bonus}")
+        return "; ".join(parts)
+
     def initial(self) -> BiasState:
         return BiasState(ContextState() if self.context is not None else None,
                          (BOS,) if self.lm is not None else (), "")

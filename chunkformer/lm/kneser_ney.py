@@ -74,7 +74,7 @@ def adjusted_counts(counts: List[Counter]) -> List[Counter]:
 
 def discounts(adjusted: Counter) -> Tuple[float, float, float]:
     """(D1, D2, D3+) from one order's counts-of-counts; ValueError if undefined."""
-    t = Counter(min(c, 4) for c in adjusted.values())
+    t = Counter(c for c in adjusted.values() if c <= 4)
     t1, t2, t3, t4 = (t[k] for k in (1, 2, 3, 4))
     if not (t1 and t2 and t3 and t4):
         raise ValueError("a count-of-counts is zero")
