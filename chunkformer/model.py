@@ -177,13 +177,19 @@ class ChunkFormerModel(nn.Module):
         return make_bias(self.vocab, hotwords, lm, lm_weight, word_bonus)
 
     def stream(self, chunk_size: int = 8, left_context_size: int = 32,
-               right_context_size: int = 0, **kwargs):
+               right_context_size: int = 0, beam_size: Optional[int] = None, bias=None,
+               **kwargs):
         """A live :class:`~chunkformer.streaming.stream.SegmentStream` on this model: feed it audio
         in pieces (``accept_waveform``), read ``partial()``, end with ``finish()``; its final
-        token ids equal ``endless_decode`` with the same contexts."""
+        token ids equal ``endless_decode`` with the same contexts. ``beam_size`` and/or
+        ``bias`` (:meth:`decoding_bias`: hotwords, LM) decode with prefix beam search."""
         from chunkformer.streaming.stream import SegmentStream
 
-        return SegmentStream(self, chunk_size, left_context_size, right_context_size, **kwargs)
+        stream = SegmentStream(self, chunk_size, left_context_size, right_context_size,
+                               **kwargs)
+        if beam_size is not None or bias is not None:
+            stream.use_beam_search(beam_size or 10, bias)
+        return stream
 
     def endless_decode(self, audio_path, chunk_size: Optional[int] = 64,
                        left_context_size: Optional[int] = 128,

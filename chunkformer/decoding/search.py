@@ -223,18 +223,19 @@ class PrefixBeamSearch:
     log-probability + bias, and :meth:`hypotheses` adds the bias's end-of-hypothesis term.
 
     Feeding the frames in blocks (``advance``) gives exactly the result of one call with all
-    of them, so a live stream searches each chunk as it arrives.
+    of them, so a live stream searches each chunk as it arrives; ``first_frame`` numbers the
+    first frame (token times count from it).
     """
 
     def __init__(self, beam_size: int = 10, blank: int = 0, prune_threshold: float = 0.999,
-                 bias=None):
+                 bias=None, first_frame: int = 0):
         self.beam_size, self.blank, self.bias = beam_size, blank, bias
         self.floor = math.log(1.0 - prune_threshold) if prune_threshold < 1.0 else NEG_INF
         self.root = _Prefix(blank, None, 0.0, bias.initial() if bias is not None else None)
         empty = _Beam(None, blank, self.root, 0.0, self.root.state)
         empty.pb = empty.vb = 0.0
         self.beam = [empty]  # the empty prefix: (parent, token) = (None, blank)
-        self.frames = 0
+        self.frames = first_frame  # the frame index the next advance starts at (token times)
 
     def advance(self, log_probs: torch.Tensor):
         """Search (n, V) log-probabilities of the next n frames."""

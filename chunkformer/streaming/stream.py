@@ -38,7 +38,8 @@ import torch
 
 from chunkformer.data.audio import SAMPLE_RATE, resample_margin, to_16k
 from chunkformer.data.features import SHIFT, WINDOW, compute_fbank
-from chunkformer.decoding.transcript import FRAME_SHIFT, Transcript, greedy_tokens
+from chunkformer.decoding.search import PrefixBeamSearch
+from chunkformer.decoding.transcript import FRAME_SHIFT, Token, Transcript, greedy_tokens
 from chunkformer.encoder.subsampling import DepthwiseStridingSubsampling as Subsampling
 
 INT16 = 32768.0
@@ -146,6 +147,22 @@ class Stream:
         self.last_token = None  # its last non-blank frame so far
         self.scanned = 0  # emitted frames looked at by the endpoint rule
         self.finals: List[dict] = []
+        self.search: Optional[PrefixBeamSearch] = None  # set by use_beam_search
+        self.beam = None  # (beam_size, bias) of the search
+        self.pending: List[torch.Tensor] = []  # log-probs of emitted frames not yet searched
+        self.searched = 0  # frames the search has seen
+        self.final_tokens: List[Token] = []  # tokens of the closed utterances (beam search)
+
+    def use_beam_search(self, beam_size: int = 10, bias=None):
+        """Decode with CTC prefix beam search instead of greedy, with hotwords and/or an LM
+        through ``bias`` (:meth:`ChunkFormerModel.decoding_bias`). Each chunk's frames are
+        searched as they come (the same search as offline, block by block); partials and
+        finals are its best hypothesis, and each endpoint (still found from the greedy blank
+        runs) closes the utterance and starts a fresh search. Call before the first audio."""
+        if self.frame_ids:
+            raise StreamError("choose the search before the first audio")
+        self.beam = (beam_size, bias)
+        self.search = PrefixBeamSearch(beam_size, self.blank, bias=bias)
 
     # ------------------------------------------------------------------ input
     def accept_waveform(self, samples, sample_rate: int):
@@ -193,7 +210,8 @@ class Stream:
             self._flush()
             self._endpoint()
             self._close(len(self.frame_ids))
-        tokens = greedy_tokens(self.frame_ids, self.blank)
+        tokens = self.final_tokens if self.search is not None else \
+            greedy_tokens(self.frame_ids, self.blank)
         return Transcript(tokens, self.vocab, frame_ids=self.frame_ids, blank=self.blank)
 
     def pop_finals(self) -> List[dict]:
@@ -206,6 +224,9 @@ class Stream:
         to it). Only the open utterance is read, so calling this after every piece costs the
         utterance's length, not the stream's (with ``endpoint_silence=None`` the stream is one
         utterance)."""
+        if self.search is not None:
+            self._advance_search(len(self.frame_ids))
+            return self.vocab.ids_to_text(self.search.hypotheses()[0].ids)
         tokens = greedy_tokens(self.frame_ids[self.utterance_start:], self.blank)
         return Transcript(tokens, self.vocab).text
 
@@ -241,9 +262,15 @@ class Stream:
             self.feats = torch.cat([self.feats, new])
             self.available += new.size(0)
 
-    def _emit(self, ids: List[int], chunks: Optional[int]):
-        """Record the ids of frames made from the next ``chunks`` chunks (None: the tail) and
-        drop the fbank frames no later chunk reads."""
+    def _emit(self, ids: List[int], chunks: Optional[int],
+              log_probs: Optional[torch.Tensor] = None):
+        """Record the ids (and, for a beam search, the (n, V) log-probabilities) of frames
+        made from the next ``chunks`` chunks (None: the tail) and drop the fbank frames no
+        later chunk reads."""
+        if self.search is not None:
+            if log_probs is None:
+                raise StreamError("a beam-search stream needs the frames' log-probabilities")
+            self.pending.append(log_probs.detach().float().cpu())
         self.frame_ids.extend(ids)
         if chunks is None:
             self.next_frame = self.available
@@ -270,14 +297,38 @@ class Stream:
             if ids[t] != blank:
                 self.last_token = t
             elif self.last_token is not None and t - self.last_token >= self.endpoint_frames:
-                self._close(self.last_token + 1)
+                self._close(self.last_token + 1, t + 1)
                 self.last_token = None
         self.scanned = len(ids)
 
-    def _close(self, stop: int):
-        """Emit frames [utterance_start, stop) as one final utterance (if it holds a token)."""
-        ids = self.frame_ids[self.utterance_start:stop]
-        tokens = greedy_tokens(ids, self.blank, offset=self.utterance_start)
+    def _advance_search(self, stop: int):
+        """Search the emitted frames up to ``stop``."""
+        if stop <= self.searched:
+            return
+        frames = torch.cat(self.pending)
+        self.search.advance(frames[:stop - self.searched])
+        self.pending = [frames[stop - self.searched:]]
+        self.searched = stop
+
+    def _utterance_tokens(self, stop: int, through: int) -> List[Token]:
+        """The open utterance's tokens: greedy over frames [utterance_start, stop), or the
+        search's best over the frames up to ``through`` (the rest of the blank run that
+        closed it), after which a fresh search starts."""
+        if self.search is None:
+            return greedy_tokens(self.frame_ids[self.utterance_start:stop], self.blank,
+                                 offset=self.utterance_start)
+        self._advance_search(through)
+        best = self.search.hypotheses()[0]
+        self.search = PrefixBeamSearch(self.beam[0], self.blank, bias=self.beam[1],
+                                       first_frame=through)
+        tokens = [Token(i, t, t) for i, t in zip(best.ids, best.times)]
+        self.final_tokens += tokens
+        return tokens
+
+    def _close(self, stop: int, through: Optional[int] = None):
+        """Emit frames [utterance_start, stop) as one final utterance (if it holds a token);
+        ``through`` ≥ stop: the frames looked at to decide it (default ``stop``)."""
+        tokens = self._utterance_tokens(stop, stop if through is None else through)
         if tokens:
             transcript = Transcript(tokens, self.vocab)
             self.finals.append({"text": transcript.text,
@@ -336,4 +387,5 @@ class SegmentStream(Stream):
                                                        self.cache, keep)
         if chunks is not None:
             enc = enc[:keep]
-        self._emit(self.model.ctc.best_ids(enc).tolist(), chunks)
+        log_probs = self.model.ctc_log_probs(enc) if self.search is not None else None
+        self._emit(self.model.ctc.best_ids(enc).tolist(), chunks, log_probs)

@@ -23,6 +23,11 @@ def cases(out, good, model):
     o = str(out)
     return [
         ("average_model", ["--exp_dir", "/nonexistent/exp", "--out", o], "no checkpoints"),
+        ("build_lm", ["--text", MISSING_LIST, "--output", f"{o}/lm.arpa"], MISSING_LIST),
+        ("tune_decoding", ["--model_dir", MISSING_MODEL, "--data", good, "--lm", MISSING_LIST,
+                           "--output_dir", o], "no such model folder"),
+        ("tune_decoding", ["--model_dir", model, "--data", good, "--lm", MISSING_LIST,
+                           "--output_dir", o], MISSING_LIST),
         ("build_vocab", ["--data", MISSING_LIST, "--kind", "char", "--output_dir", o],
          MISSING_LIST),
         ("build_vocab", ["--data", good, "--kind", "released", "--model_dir", MISSING_MODEL,
