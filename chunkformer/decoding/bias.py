@@ -11,9 +11,11 @@ prefixes are ranked by CTC log-probability + the sum of the deltas.
   and a token steps it through its piece's characters, so a phrase matches however the model
   splits it into pieces: a BPE model does not always emit the segmentation its tokenizer
   would write (on the default recipe's test texts, a released-style folder's greedy
-  tokenization differs from the BPE model's in 16% of sentences). The per-character boost is
-  the phrase's boost × its token count / its character count, so a completed phrase earns
-  boost × tokens, as with token-level graphs.
+  tokenization differs from the BPE model's in 16% of sentences). Each letter earns the
+  phrase's boost × its token count / its letter count, so a completed phrase earns
+  boost × tokens, as with token-level graphs; the word-start marks earn nothing, else every
+  hypothesis that starts a word would hold a bonus for a moment and the search would favour
+  splitting words (measured: +0.25 CER points on the default test set with the list on).
 * Word LM (shallow fusion at word boundaries): a token that starts a word (its piece begins
   with ``▁``) completes the word before it, which then scores
   ``lm_weight × ln p(word | previous words) + word_bonus``; ``finish`` scores the last word
@@ -51,8 +53,9 @@ def hotword_graph(hotwords: Sequence[Tuple[str, float]], tokenizer) -> ContextGr
             raise ValueError(f"hotword {phrase!r}: the model cannot spell "
                              f"{' '.join(sorted(set(unknown)))}")
         spelt = spell(text)
+        letters = sum(c != WORD_START for c in spelt)
         phrases.append([ord(c) for c in spelt])
-        boosts.append(boost * len(ids) / len(spelt))
+        boosts.append([0.0 if c == WORD_START else boost * len(ids) / letters for c in spelt])
     return ContextGraph(phrases, boosts)
 
 

@@ -43,7 +43,8 @@ class ContextGraph:
 
     Args:
         phrases: token ids of each phrase (empty ones are ignored).
-        boosts: bonus per token of each phrase (log-probability units), default 2.0.
+        boosts: bonus per token of each phrase (log-probability units), default 2.0, or a
+            sequence per phrase: one bonus per token.
     """
 
     def __init__(self, phrases: Sequence[Sequence[int]],
@@ -57,8 +58,11 @@ class ContextGraph:
         for tokens, boost in zip(phrases, boosts):
             if not tokens:
                 continue
-            node = 0
-            for k, token in enumerate(tokens, start=1):
+            weights = [boost] * len(tokens) if isinstance(boost, (int, float)) else list(boost)
+            if len(weights) != len(tokens):
+                raise ValueError(f"a phrase of {len(tokens)} tokens with {len(weights)} boosts")
+            node, earned = 0, 0.0
+            for token, weight in zip(tokens, weights):
                 child = self.next[node].get(token)
                 if child is None:
                     child = len(self.next)
@@ -66,7 +70,8 @@ class ContextGraph:
                     self.next.append({})
                     self.score.append(0.0)
                     self.end.append(None)
-                self.score[child] = max(self.score[child], boost * k)
+                earned += weight
+                self.score[child] = max(self.score[child], earned)
                 node = child
             self.end[node] = max(self.end[node] or 0.0, self.score[node])
         self.fail = [0] * len(self.next)
