@@ -5,7 +5,9 @@
     python -m chunkformer.bin.serve --onnx_dir exp/default/onnx --port 10086
 
 One shared model (a PyTorch folder or an ``export_onnx`` folder); every call's ready chunk is
-encoded in one batched forward per step. Needs the ``server`` extra (``pip install
+encoded in one batched forward per step. Greedy CTC by default; ``--beam_size N`` decodes each
+call with prefix beam search (n-best in final results), with ``--hotwords`` and/or ``--lm``
+(``--lm_weight``, ``--word_bonus``) as ``recognize`` takes them. Needs the ``server`` extra (``pip install
 .[server]``, the ``websockets`` package). The protocol, and what bad input gets, is in
 :mod:`chunkformer.serving.server`; ``python -m chunkformer.bin.stream_client`` streams a WAV file.
 """
@@ -37,6 +39,12 @@ def get_parser():
     p.add_argument("--sample_rates", default="8000,16000",
                    help="comma-separated rates a call may announce in its start message")
     p.add_argument("--max_batch", type=int, default=64, help="chunks per forward at most")
+    p.add_argument("--beam_size", type=int, default=0,
+                   help="prefix beam search of this size (0: greedy CTC)")
+    p.add_argument("--hotwords", default=None, help="with a beam: phrases to boost (file)")
+    p.add_argument("--lm", default=None, help="with a beam: word n-gram LM (ARPA)")
+    p.add_argument("--lm_weight", type=float, default=0.5)
+    p.add_argument("--word_bonus", type=float, default=0.0)
     p.add_argument("--num_threads", type=int, default=0, help="torch threads (0: default)")
     p.add_argument("--device", default="cpu")
     return p
@@ -71,11 +79,19 @@ def main(argv=None):
         rates = tuple(int(r) for r in args.sample_rates.split(","))
     except ValueError:
         sys.exit(f"error: --sample_rates {args.sample_rates!r}: integers separated by commas")
+    if (args.hotwords or args.lm) and args.beam_size <= 0:
+        sys.exit("error: --hotwords and --lm need a beam (--beam_size > 0)")
+    from chunkformer.decoding.bias import make_bias
     from chunkformer.serving.server import RecognitionServer
 
-    server = RecognitionServer(load_engine(args), args.chunk_size, args.left_context_size,
+    engine = load_engine(args)
+    try:
+        bias = make_bias(engine.vocab, args.hotwords, args.lm, args.lm_weight, args.word_bonus)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    server = RecognitionServer(engine, args.chunk_size, args.left_context_size,
                                args.endpoint_silence, args.max_connections, rates,
-                               args.max_batch)
+                               args.max_batch, args.beam_size or None, bias)
     ready = asyncio.Event()
 
     async def run():

@@ -15,7 +15,9 @@ Per connection (one call side):
 As in WeNet, ``nbest`` is a JSON string, word times are integer milliseconds (here from the
 start of the call), ``continuous_decoding`` false (the default) ends recognition at the first
 endpoint (final_result + speech_end), and ``sample_rate`` defaults to 16000 (8000 or 16000 here,
-or any rate in ``sample_rates``). Greedy CTC gives one hypothesis, so ``nbest`` lists at most one.
+or any rate in ``sample_rates``). Greedy CTC gives one hypothesis; a server started with a beam
+(``beam_size``, and hotwords / LM through ``bias``) lists up to ``nbest`` sentences in each
+final result (the first with its word pieces), partial results the best one.
 A partial result follows every step that decoded new audio of an open utterance with text; each
 result also says how much audio the decoder has read (``decoded_ms``, ignored by WeNet clients).
 
@@ -88,17 +90,18 @@ def parse_start(message: dict, sample_rates: Sequence[int]) -> dict:
 
 
 def result_message(kind: str, sentence: str, decoded_ms: int,
-                   words: Optional[List[dict]] = None) -> str:
+                   words: Optional[List[dict]] = None, others: Sequence[str] = ()) -> str:
     """A partial_result / final_result message (word times in seconds → milliseconds).
     ``decoded_ms`` (an addition to WeNet's fields, which its clients ignore): the audio the
     decoder has read so far, in ms since the call started, so a client can tell how far
-    behind the audio a result is."""
+    behind the audio a result is. ``others``: the next best sentences (beam search)."""
     best = {"sentence": sentence}
     if words is not None:
         best["word_pieces"] = [{"word": w["word"], "start": int(round(w["start"] * 1000)),
                                 "end": int(round(w["end"] * 1000))} for w in words]
+    alternatives = [best] + [{"sentence": other} for other in others]
     return json.dumps({"status": "ok", "type": kind,
-                       "nbest": json.dumps([best], ensure_ascii=False),
+                       "nbest": json.dumps(alternatives, ensure_ascii=False),
                        "decoded_ms": decoded_ms}, ensure_ascii=False)
 
 
@@ -121,13 +124,17 @@ class RecognitionServer:
         max_connections: calls served at once; more are refused.
         sample_rates: rates a call may announce.
         max_batch: chunks per forward at most.
+        beam_size, bias: decode every call with prefix beam search of this size and this
+            :class:`~chunkformer.decoding.bias.DecodingBias` (hotwords, LM); None: greedy.
     """
 
     def __init__(self, engine, chunk_size: int = 8, left_context_size: int = 32,
                  endpoint_silence: float = 0.8, max_connections: int = 64,
-                 sample_rates: Sequence[int] = (8000, 16000), max_batch: int = 64):
+                 sample_rates: Sequence[int] = (8000, 16000), max_batch: int = 64,
+                 beam_size: Optional[int] = None, bias=None):
         self.group = StreamGroup(engine, chunk_size, left_context_size, endpoint_silence,
                                  max_batch)
+        self.beam_size, self.bias = beam_size, bias
         self.max_connections = max_connections
         self.sample_rates = tuple(sample_rates)
         self.calls: Dict[int, Call] = {}
@@ -260,7 +267,7 @@ class RecognitionServer:
                 replies.append((call, [], True))
                 continue
             if call.stream is None:
-                call.stream = self.group.open()
+                call.stream = self.group.open(self.beam_size, self.bias)
             for piece in pieces:
                 try:
                     call.stream.accept_waveform(np.frombuffer(piece, "<i2"), call.sample_rate)
@@ -283,8 +290,9 @@ class RecognitionServer:
             stream.finish()
         decoded = int(round(stream.seconds_decoded * 1000))
         for final in stream.pop_finals():
+            others = [alt["text"] for alt in final.get("nbest", [])[1:call.nbest]]
             messages.append(result_message("final_result", final["text"], decoded,
-                                           final["words"]))
+                                           final["words"], others))
             if not call.continuous and not ended:
                 messages.append(OK_END)
                 self.group.close(stream)

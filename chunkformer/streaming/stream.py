@@ -31,7 +31,7 @@ Memory holds only what is still needed: the native and 16 kHz samples of the fra
 made, the fbank frames of the next segment, and the caches.
 """
 import math
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -310,31 +310,37 @@ class Stream:
         self.pending = [frames[stop - self.searched:]]
         self.searched = stop
 
-    def _utterance_tokens(self, stop: int, through: int) -> List[Token]:
+    def _utterance_tokens(self, stop: int, through: int) -> Tuple[List[Token], list]:
         """The open utterance's tokens: greedy over frames [utterance_start, stop), or the
         search's best over the frames up to ``through`` (the rest of the blank run that
-        closed it), after which a fresh search starts."""
+        closed it), after which a fresh search starts; and, for the search, its n-best as
+        [{"text", "score"}] (score: CTC + bias)."""
         if self.search is None:
             return greedy_tokens(self.frame_ids[self.utterance_start:stop], self.blank,
-                                 offset=self.utterance_start)
+                                 offset=self.utterance_start), []
         self._advance_search(through)
-        best = self.search.hypotheses()[0]
+        hyps = self.search.hypotheses()
         self.search = PrefixBeamSearch(self.beam[0], self.blank, bias=self.beam[1],
                                        first_frame=through)
-        tokens = [Token(i, t, t) for i, t in zip(best.ids, best.times)]
+        tokens = [Token(i, t, t) for i, t in zip(hyps[0].ids, hyps[0].times)]
         self.final_tokens += tokens
-        return tokens
+        return tokens, [{"text": self.vocab.ids_to_text(h.ids), "score": round(h.total, 4)}
+                        for h in hyps]
 
     def _close(self, stop: int, through: Optional[int] = None):
         """Emit frames [utterance_start, stop) as one final utterance (if it holds a token);
-        ``through`` ≥ stop: the frames looked at to decide it (default ``stop``)."""
-        tokens = self._utterance_tokens(stop, stop if through is None else through)
+        ``through`` ≥ stop: the frames looked at to decide it (default ``stop``). A beam
+        search's final also lists its ``nbest``."""
+        tokens, nbest = self._utterance_tokens(stop, stop if through is None else through)
         if tokens:
             transcript = Transcript(tokens, self.vocab)
-            self.finals.append({"text": transcript.text,
-                                "start": round(tokens[0].first * FRAME_SHIFT, 3),
-                                "end": round((tokens[-1].last + 1) * FRAME_SHIFT, 3),
-                                "words": transcript.words()})
+            final = {"text": transcript.text,
+                     "start": round(tokens[0].first * FRAME_SHIFT, 3),
+                     "end": round((tokens[-1].last + 1) * FRAME_SHIFT, 3),
+                     "words": transcript.words()}
+            if nbest:
+                final["nbest"] = nbest
+            self.finals.append(final)
         self.utterance_start = stop
 
 

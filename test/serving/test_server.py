@@ -263,3 +263,36 @@ def test_stream_client_tool(server, vi_speech, default_model):
                                             out.stdout.strip().splitlines()[-1])
     bad = client("--sample_rate", "44100")
     assert bad.returncode == 1 and "sample_rate 44100 is not supported" in bad.stderr
+
+
+def test_a_beam_server_with_hotwords_gives_the_streams_finals_and_nbest(default_model,
+                                                                         vi_speech, tmp_path):
+    hotwords = tmp_path / "hotwords.txt"
+    hotwords.write_text("ngân hàng\t1.5\nsố dư tài khoản\n", encoding="utf-8")
+    pieces = []
+    for path, _ in vi_speech[:3]:
+        x, _ = pcm16(path, 8000)
+        pieces += [np.zeros(8000, np.int16), x]
+    samples = np.concatenate(pieces)
+    model = ChunkFormerModel.from_pretrained(default_model)
+    stream = model.stream(8, 32, 0, beam_size=4, bias=model.decoding_bias(hotwords=hotwords),
+                          endpoint_silence=0.5)
+    stream.accept_waveform(samples, 8000)
+    stream.finish()
+    expected = stream.pop_finals()
+    proc, url = start_server(["--model_dir", default_model, "--endpoint_silence", "0.5",
+                              "--beam_size", "4", "--hotwords", hotwords])
+    try:
+        messages = call(url, samples, 8000, piece=800, start={
+            "signal": "start", "nbest": 3, "sample_rate": 8000, "continuous_decoding": True})
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    results = [json.loads(m["nbest"]) for m in messages if m.get("type") == "final_result"]
+    results = [r for r in results if r[0]["sentence"]]
+    assert [r[0]["sentence"] for r in results] == [f["text"] for f in expected]
+    assert all(1 <= len(r) <= 3 and "word_pieces" in r[0] for r in results)
+    assert any(len(r) > 1 for r in results)
+    for r, f in zip(results, expected):
+        assert [a["sentence"] for a in r[1:]] == [a["text"] for a in f["nbest"][1:3]]
+        assert all(set(a) == {"sentence"} for a in r[1:])
