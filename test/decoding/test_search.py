@@ -121,6 +121,10 @@ def test_rescoring_picks_decoder_favourite():
     assert best == max(range(len(hyps)), key=expected.__getitem__)
     _, mixed = attention_rescoring(decoder, memory, hyps, SOS, EOS, ctc_weight=0.5)
     assert mixed == pytest.approx([e + 0.5 * h.score for e, h in zip(expected, hyps)], abs=1e-4)
+    # a decoding bias (hotwords, LM) counts in full, unweighted
+    biased = [Hypothesis(h.ids, h.score, (), bias=float(k)) for k, h in enumerate(hyps)]
+    _, with_bias = attention_rescoring(decoder, memory, biased, SOS, EOS, ctc_weight=0.5)
+    assert with_bias == pytest.approx([m + k for k, m in enumerate(mixed)], abs=1e-4)
 
 
 @torch.no_grad()
