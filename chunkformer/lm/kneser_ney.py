@@ -17,7 +17,9 @@ with the count adjustments KenLM's ``lmplz`` uses (Heafield et al. 2013):
 
 Stored as ARPA: log10 of the interpolated p for every seen n-gram and log10 γ(h) as the
 backoff of every context, so that :class:`~chunkformer.lm.arpa.NgramLM`'s backoff query gives
-the interpolated probability of any word after any history.
+the interpolated probability of any word after any history. The result is KenLM's: the same
+n-grams, probabilities and backoffs as ``lmplz --discount_fallback`` (tested against its
+output, ``test/fixtures/lm``).
 """
 from collections import Counter, defaultdict
 from dataclasses import dataclass

@@ -2,11 +2,12 @@
 distributions that sum to one after any history, and the ARPA the tool writes."""
 import random
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from chunkformer.bin.build_lm import main as build_lm
-from chunkformer.lm.arpa import EOS, UNK, NgramLM
+from chunkformer.lm.arpa import EOS, UNK, NgramLM, read_arpa
 from chunkformer.lm.kneser_ney import (FALLBACK_DISCOUNTS, adjusted_counts, count_ngrams,
                                        discounts, estimate)
 
@@ -86,3 +87,17 @@ def test_build_lm_names_a_bad_row(tmp_path, capsys):
     bad.write_text('{"wav": "a.wav"}\n', encoding="utf-8")
     with pytest.raises(SystemExit, match=f"{bad}:1: no text field"):
         build_lm(["--text", str(bad), "--output", str(tmp_path / "x.arpa")])
+
+
+def test_same_model_as_kenlm_lmplz():
+    """``lmplz -o 4 --discount_fallback`` on 400 transcripts (fixtures/lm/README.md)."""
+    folder = Path(__file__).resolve().parent.parent / "fixtures" / "lm"
+    sentences = [line.split() for line in
+                 (folder / "train400.txt").read_text(encoding="utf-8").splitlines()]
+    ours = estimate(count_ngrams(sentences, 4)).entries
+    kenlm = read_arpa(folder / "lmplz_o4.arpa.gz")
+    assert set(ours) == set(kenlm) and len(ours) == 555 + 4415 + 4685 + 4419
+    for gram, (prob, backoff) in kenlm.items():
+        if gram != ("<s>",):  # never predicted: KenLM writes 0, we -99
+            assert ours[gram][0] == pytest.approx(prob, abs=2e-6), gram
+        assert ours[gram][1] == pytest.approx(backoff, abs=2e-6), gram
