@@ -20,6 +20,7 @@ from chunkformer.heads.attention_decoder import attention_loss
 
 class ChunkFormerModel(nn.Module):
     stat_names = ("loss", "loss_ctc", "loss_att")  # what forward returns, logged by the trainer
+    modes = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring")  # decoding modes
 
     def __init__(self, encoder, ctc, decoder=None, vocab=None, config: Optional[dict] = None,
                  cmvn_stats: Optional[bytes] = None):
@@ -41,6 +42,8 @@ class ChunkFormerModel(nn.Module):
     def from_pretrained(cls, pretrained_model_name_or_path, device="cpu",
                         ignore: Iterable[str] = (), cache_dir=None, force_download: bool = False):
         """Load a released-layout folder strictly (see chunkformer.pretrained); eval mode.
+        A transducer folder (``model: transducer``) gives a
+        :class:`~chunkformer.transducer.model.TransducerModel`.
 
         ``pretrained_model_name_or_path`` is a folder, or a Hugging Face repo id
         (``khanhld/chunkformer-ctc-large-vie``) already in the local Hub cache (``cache_dir``, else
@@ -52,6 +55,9 @@ class ChunkFormerModel(nn.Module):
                              "first (e.g. `huggingface-cli download <repo> --local-dir <folder>`)")
         folder = pretrained.resolve_model_dir(pretrained_model_name_or_path, cache_dir)
         parts, report = pretrained.load_folder(folder, ignore)
+        if "predictor" in parts and cls is ChunkFormerModel:  # a transducer folder
+            from chunkformer.transducer.model import TransducerModel
+            cls = TransducerModel
         model = cls(**parts)
         model.load_report = report
         return model.to(device).eval()

@@ -8,7 +8,10 @@ explicit rules, each reported:
 * no ``decoder.*`` key at all → the model is built CTC-only;
 * ``encoder.global_cmvn.*`` absent → taken from the ``global_cmvn`` file; present without the
   file → the checkpoint's statistics are used (upstream would silently apply none);
-* keys under a caller-given ``ignore`` prefix are dropped and listed.
+* keys under a caller-given ``ignore`` prefix are dropped and listed;
+* a transducer folder (``model: transducer``) also holds ``predictor.*`` and ``joint.*``
+  (strict like the rest) and may hold k2's training-only ``simple_am_proj`` /
+  ``simple_lm_proj`` (dropped and listed).
 """
 import os
 import shutil
@@ -25,9 +28,11 @@ from chunkformer.encoder.cmvn import GlobalCMVN, read_cmvn, write_cmvn
 from chunkformer.encoder.encoder import ChunkFormerEncoder
 from chunkformer.heads.attention_decoder import build_decoder
 from chunkformer.heads.ctc import CTCHead
+from chunkformer.transducer.heads import build_transducer_heads, is_transducer
 
 WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.pt", "pytorch_model.ckpt")
 CMVN_KEYS = ("encoder.global_cmvn.mean", "encoder.global_cmvn.istd")
+K2_PREFIXES = ("simple_am_proj.", "simple_lm_proj.")
 
 
 class CheckpointMismatch(RuntimeError):
@@ -159,21 +164,28 @@ def load_folder(model_dir, ignore: Iterable[str] = (), map_location="cpu"):
     if not with_decoder:
         report.notes.append("no decoder.* weights: CTC-only model (attention rescoring off)")
     encoder, ctc, decoder, report.unused_config = build_modules(cfg, with_decoder, cmvn)
-    expected = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
-    expected.update({f"ctc.{k}": v for k, v in ctc.state_dict().items()})
-    if decoder is not None:
-        expected.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
+    modules = {"encoder": encoder, "ctc": ctc, "decoder": decoder}
+    if is_transducer(cfg):
+        modules["predictor"], modules["joint"] = build_transducer_heads(
+            cfg, ctc.ctc_lo.out_features, encoder.output_size)
+        k2_keys = sorted(k for k in state if k.startswith(K2_PREFIXES))
+        if k2_keys:  # k2's training-only projections (enable_k2): nothing decodes with them
+            report.notes.append(f"ignored {len(k2_keys)} k2 training-only keys: "
+                                + ", ".join(k2_keys))
+            state = {k: v for k, v in state.items() if not k.startswith(K2_PREFIXES)}
+    expected = {f"{name}.{k}": v for name, module in modules.items() if module is not None
+                for k, v in module.state_dict().items()}
     _check_keys(folder, expected, state)
-    for prefix, module in (("encoder.", encoder), ("ctc.", ctc), ("decoder.", decoder)):
+    for name, module in modules.items():
         if module is not None:
+            prefix = name + "."
             module.load_state_dict({k[len(prefix):]: v for k, v in state.items()
                                     if k.startswith(prefix)}, strict=True)
     vocab = Vocabulary.load(folder / "vocab.txt") if (folder / "vocab.txt").is_file() else None
     if vocab is not None and len(vocab) != ctc.ctc_lo.out_features:
         raise ConfigError(f"{folder}/vocab.txt has {len(vocab)} units but output_dim is "
                           f"{ctc.ctc_lo.out_features}")
-    parts = dict(encoder=encoder, ctc=ctc, decoder=decoder, vocab=vocab, config=cfg,
-                 cmvn_stats=cmvn_stats)
+    parts = dict(modules, vocab=vocab, config=cfg, cmvn_stats=cmvn_stats)
     return parts, report
 
 

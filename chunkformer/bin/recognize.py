@@ -49,7 +49,7 @@ from chunkformer.data.audio import (INT16_SCALE, SAMPLE_RATE, AudioError, FbankS
 from chunkformer.data.manifest import ManifestError, display_key, read_manifest, read_text
 from chunkformer.data.numbers import inverse_numbers
 from chunkformer.data.skips import SkipLog
-from chunkformer.decoding.batch import MODES, check_mode, decode_features, frame_budget
+from chunkformer.decoding.batch import ALL_MODES, check_mode, decode_features, frame_budget
 from chunkformer.decoding.channels import merge_channels, parse_roles
 from chunkformer.decoding.endless import decode_long
 from chunkformer.decoding.metrics import score
@@ -67,7 +67,8 @@ def get_parser():
                         "the exported chunk/left context with right context 0)")
     p.add_argument("--data", required=True, help="audio file, folder, wav.scp/data dir, jsonl")
     p.add_argument("--output_dir", required=True)
-    p.add_argument("--mode", default="ctc_greedy", choices=MODES)
+    p.add_argument("--mode", default="ctc_greedy", choices=ALL_MODES,
+                   help="rnnt_*: transducer models only")
     p.add_argument("--chunk_size", type=int, default=64, help="≤ 0: full context")
     p.add_argument("--left_context_size", type=int, default=128)
     p.add_argument("--right_context_size", type=int, default=128)

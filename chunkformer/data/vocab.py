@@ -73,10 +73,11 @@ class Vocabulary:
         """Id of ``<sos/eos>``, else the last id (WeNet: sos = eos = V - 1)."""
         return self.token_to_id.get("<sos/eos>", len(self.tokens) - 1)
 
-    def ids_to_text(self, ids: Sequence[int]) -> str:
-        """Pieces joined, ``▁`` → space, ends stripped; special tokens dropped."""
+    def ids_to_text(self, ids: Sequence[int], verbatim: bool = False) -> str:
+        """Pieces joined, ``▁`` → space, ends stripped; special tokens dropped, or written
+        as they are with ``verbatim`` (the reference's transducer text rule)."""
         pieces = (self.tokens[i] for i in ids)
-        text = "".join(p for p in pieces if not is_special(p))
+        text = "".join(p for p in pieces if verbatim or not is_special(p))
         return text.replace(WORD_START, " ").strip()
 
     def ids_to_words(self, ids: Sequence[int],

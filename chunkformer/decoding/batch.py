@@ -11,12 +11,16 @@ import torch
 from chunkformer.decoding.spans import SpanSearch
 from chunkformer.decoding.transcript import Transcript
 
-MODES = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring")
+MODES = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring")  # every model's
+TRANSDUCER_MODES = ("rnnt_greedy", "rnnt_beam")  # transducer models' own
+ALL_MODES = MODES + TRANSDUCER_MODES
 
 
 def check_mode(model, mode: str, bias=None):
-    if mode not in MODES:
-        raise ValueError(f"unknown decoding mode {mode!r} (choose from {', '.join(MODES)})")
+    modes = getattr(model, "modes", MODES)
+    if mode not in modes:
+        raise ValueError(f"decoding mode {mode!r} is not one this model has (choose from "
+                         f"{', '.join(modes)})")
     if bias is not None and mode == "ctc_greedy":
         raise ValueError("hotwords and a language model need a beam mode "
                          "(ctc_prefix_beam or attention_rescoring), not ctc_greedy")
@@ -58,6 +62,8 @@ def decode_features(model, feats: List[torch.Tensor], chunk_size: Optional[int],
     check_mode(model, mode, bias)
     feats = [f.to(model.device) for f in feats]
     encs = model.encoder.forward_list(feats, chunk_size, left_context_size, right_context_size)
+    if mode in TRANSDUCER_MODES:
+        return model.transducer_transcripts(encs, mode, beam_size)
     out = []
     for enc in encs:
         spans = SpanSearch(model, mode, beam_size, ctc_weight, reverse_weight, bias)

@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 
 from chunkformer.data.audio import FbankStream
-from chunkformer.decoding.batch import check_mode, frame_budget
+from chunkformer.decoding.batch import TRANSDUCER_MODES, check_mode, frame_budget
 from chunkformer.decoding.spans import SpanSearch
 from chunkformer.decoding.transcript import Transcript
 from chunkformer.encoder.subsampling import DepthwiseStridingSubsampling as Subsampling
@@ -80,7 +80,8 @@ def decode_long(model, audio, chunk_size=64, left_context_size=128, right_contex
     adds hotwords / LM to the beam modes)."""
     check_mode(model, mode, bias)
     stream = FbankStream(audio, sample_rate, channel=channel)
-    spans = SpanSearch(model, mode, beam_size, ctc_weight, reverse_weight, bias)
+    spans = model.long_search(mode, beam_size) if mode in TRANSDUCER_MODES else \
+        SpanSearch(model, mode, beam_size, ctc_weight, reverse_weight, bias)
     for _, enc in encode_long(model, stream, chunk_size, left_context_size, right_context_size,
                               total_batch_duration):
         spans.add(enc)

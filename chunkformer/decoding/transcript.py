@@ -39,7 +39,8 @@ def greedy_tokens(frame_ids: Sequence[int], blank: int = 0, offset: int = 0) -> 
 class Transcript:
     """One utterance's decoding. ``frame_ids`` (greedy per-frame ids) drive silence segments;
     ``nbest`` (beam modes) holds the ranked alternatives as (score, Hypothesis), the first
-    one being ``tokens``' labelling."""
+    one being ``tokens``' labelling; ``verbatim`` texts keep special pieces (``<unk>``), as
+    the reference writes transducer output."""
 
     tokens: List[Token]
     vocab: Optional[object] = None
@@ -47,6 +48,7 @@ class Transcript:
     frame_ids: List[int] = field(default_factory=list, repr=False)
     blank: int = 0
     nbest: List[tuple] = field(default_factory=list, repr=False)
+    verbatim: bool = False
 
     @property
     def ids(self) -> List[int]:
@@ -54,7 +56,7 @@ class Transcript:
 
     @property
     def text(self) -> str:
-        return text_of(self.tokens, self.vocab)
+        return text_of(self.tokens, self.vocab, self.verbatim)
 
     def words(self, tokens: Optional[List[Token]] = None) -> List[dict]:
         """[{"word", "start", "end"}] in seconds, words split at ``▁`` pieces."""
@@ -106,13 +108,13 @@ class Transcript:
         out = []
         for first, start, end in spans:
             tokens = [tok for tok in self.tokens if first <= tok.first <= end]
-            out.append({"decode": text_of(tokens, self.vocab),
+            out.append({"decode": text_of(tokens, self.vocab, self.verbatim),
                         "start": format_time(start * FRAME_SHIFT),
                         "end": format_time(end * FRAME_SHIFT),
                         "words": self.words(tokens)})
         return out
 
 
-def text_of(tokens: List[Token], vocab) -> str:
+def text_of(tokens: List[Token], vocab, verbatim: bool = False) -> str:
     ids = [t.id for t in tokens]
-    return vocab.ids_to_text(ids) if vocab is not None else " ".join(map(str, ids))
+    return vocab.ids_to_text(ids, verbatim) if vocab is not None else " ".join(map(str, ids))

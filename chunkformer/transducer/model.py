@@ -1,0 +1,132 @@
+"""TransducerModel: the ChunkFormer encoder with an RNN-T predictor and joint, plus the CTC
+head and attention decoder released transducer folders carry (spec/rnnt.md).
+
+Everything a :class:`~chunkformer.model.ChunkFormerModel` does it does too (its CTC head
+decodes with the CTC modes); the transducer adds the modes ``rnnt_greedy`` and ``rnnt_beam``
+and the hybrid loss ``w_rnnt · rnnt + w_ctc · ctc + w_att · att`` (``model_conf``
+``transducer_weight``, ``ctc_weight``, ``attention_weight``, which must sum to 1).
+"""
+from typing import List, Optional
+
+import torch
+
+from chunkformer.config import ConfigError
+from chunkformer.decoding.batch import TRANSDUCER_MODES
+from chunkformer.decoding.transcript import Token, Transcript
+from chunkformer.heads.attention_decoder import attention_loss
+from chunkformer.model import ChunkFormerModel
+from chunkformer.transducer.loss import rnnt_loss
+from chunkformer.transducer.search import MAX_SYMBOLS, GreedyState, greedy_search
+
+
+
+class TransducerModel(ChunkFormerModel):
+    stat_names = ("loss", "loss_rnnt", "loss_ctc", "loss_att")
+    modes = ChunkFormerModel.modes + TRANSDUCER_MODES
+
+    def __init__(self, encoder, ctc, predictor, joint, decoder=None, vocab=None,
+                 config: Optional[dict] = None, cmvn_stats: Optional[bytes] = None):
+        super().__init__(encoder, ctc, decoder, vocab, config, cmvn_stats)
+        self.predictor, self.joint = predictor, joint
+        conf = self.config.get("model_conf") or {}
+        self.weights = {"rnnt": float(conf.get("transducer_weight", 1.0)),
+                        "ctc": float(conf.get("ctc_weight", 0.0)),
+                        "att": float(conf.get("attention_weight", 0.0))}
+        if abs(sum(self.weights.values()) - 1.0) > 1e-6:
+            raise ConfigError("model_conf: transducer_weight + ctc_weight + attention_weight "
+                              f"must be 1, got {self.weights}")
+        if self.weights["att"] > 0 and decoder is None:
+            raise ConfigError("model_conf.attention_weight > 0 needs an attention decoder")
+        self.blank = predictor.blank
+        self.max_symbols = MAX_SYMBOLS
+        self.time_chunk: Optional[int] = None  # frames per joint evaluation in the loss
+
+    @property
+    def untrained_prefixes(self) -> List[str]:
+        """Heads whose loss weight is 0 (frozen by the trainer, weights kept)."""
+        out = []
+        if self.weights["ctc"] <= 0.0:
+            out.append("ctc.")
+        if self.decoder is not None:
+            if self.weights["att"] <= 0.0:
+                out.append("decoder.")
+            elif hasattr(self.decoder, "right_decoder") and self.reverse_weight <= 0.0:
+                out.append("decoder.right_decoder.")
+        return out
+
+    def forward(self, feats, feats_lens, targets, target_lens, chunk_size: Optional[int] = 0,
+                left_context_size: int = 0, right_context_size: int = 0) -> dict:
+        """Hybrid training loss on a padded batch encoded as a masked batch.
+
+        Every term is per utterance in nats per target token (the RNN-T negative
+        log-likelihood divided by the transcript's length, as the CTC and attention terms
+        are), weighted, then averaged over the batch: the batch loss is the mean of the
+        utterances' losses alone, whatever the batch size or padding.
+        """
+        enc, enc_lens = self.encoder(feats, feats_lens, chunk_size, left_context_size,
+                                     right_context_size)
+        pred = self.predictor(targets, target_lens)
+        tokens = target_lens.clamp(min=1).to(enc.dtype)
+        loss_rnnt = rnnt_loss(self.joint, enc, enc_lens, pred, targets, target_lens,
+                              self.blank, self.time_chunk) / tokens.float()
+        loss = self.weights["rnnt"] * loss_rnnt
+        loss_ctc = loss_att = None
+        if self.weights["ctc"] > 0:
+            loss_ctc = self.ctc.loss(enc, enc_lens, targets, target_lens)
+            loss = loss + self.weights["ctc"] * loss_ctc
+        if self.weights["att"] > 0:
+            loss_att = attention_loss(self.decoder, enc, enc_lens, targets, target_lens,
+                                      self.sos, self.eos, self.lsm_weight, self.reverse_weight)
+            loss = loss + self.weights["att"] * loss_att
+        detach = (lambda x: None if x is None else x.mean().detach())  # noqa: E731
+        return {"loss": loss.mean(), "loss_rnnt": detach(loss_rnnt),
+                "loss_ctc": detach(loss_ctc), "loss_att": detach(loss_att),
+                "weight": feats.size(0)}
+
+    # ------------------------------------------------------------------ decoding
+    def transducer_transcripts(self, encs: List[torch.Tensor], mode: str,
+                               beam_size: int = 10) -> List[Transcript]:
+        """Encoder outputs [(T'_i, D)] → transcripts, greedy batched over the utterances."""
+        if mode != "rnnt_greedy":
+            raise ValueError(f"{mode} is not implemented yet")
+        lens = torch.tensor([e.size(0) for e in encs], device=self.device)
+        padded = torch.nn.utils.rnn.pad_sequence(encs, batch_first=True)
+        emitted, _ = greedy_search(self.predictor, self.joint, padded, lens, self.max_symbols)
+        return [transducer_transcript(self, out, int(n)) for out, n in zip(emitted, lens)]
+
+    def long_search(self, mode: str, beam_size: int = 10) -> "TransducerLongSearch":
+        return TransducerLongSearch(self, mode, beam_size)
+
+
+def transducer_transcript(model, emitted, num_frames: int) -> Transcript:
+    """(token, frame) pairs → a Transcript: token times are their frames, a frame counts as
+    speech for segmentation iff it emitted a symbol, and the text keeps special pieces."""
+    markers = [model.blank] * num_frames
+    for token, frame in emitted:
+        markers[frame] = token
+    return Transcript([Token(i, t, t) for i, t in emitted], model.vocab, frame_ids=markers,
+                      blank=model.blank, verbatim=True)
+
+
+class TransducerLongSearch:
+    """The transducer search over a recording's encoder frames given block by block (long-form
+    segments, live chunks): the predictor state is carried from block to block, so the result
+    is the search over all the frames at once (spec/rnnt.md §5)."""
+
+    def __init__(self, model: TransducerModel, mode: str, beam_size: int = 10):
+        if mode != "rnnt_greedy":
+            raise ValueError(f"{mode} is not implemented yet")
+        self.model, self.emitted, self.frames = model, [], 0
+        self.carry: Optional[GreedyState] = None
+
+    def add(self, enc: torch.Tensor):
+        """Append (n, D) encoder frames."""
+        m = self.model
+        out, self.carry = greedy_search(m.predictor, m.joint, enc.unsqueeze(0),
+                                        torch.tensor([enc.size(0)], device=enc.device),
+                                        m.max_symbols, self.carry)
+        self.emitted += [(token, frame + self.frames) for token, frame in out[0]]
+        self.frames += enc.size(0)
+
+    def finish(self) -> Transcript:
+        return transducer_transcript(self.model, self.emitted, self.frames)

@@ -1,0 +1,154 @@
+"""The transducer against the reference vector: predictor, joint, greedy search (alone,
+batched, capped, long-form with the state carried), texts, segments and losses."""
+import numpy as np
+import pytest
+import torch
+
+from chunkformer.decoding.batch import decode_features
+from chunkformer.decoding.endless import decode_long
+from chunkformer.transducer.loss import rnnt_loss
+from chunkformer.transducer.search import greedy_search
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def t(x):
+    return torch.from_numpy(np.asarray(x))
+
+
+def close(ours, theirs, tol=1e-4):
+    ours = ours.detach().float()
+    assert tuple(ours.shape) == tuple(np.shape(theirs))
+    assert (ours - t(theirs).float()).abs().max().item() <= tol
+
+
+@torch.no_grad()
+def test_predictor_matches(rnnt_model, rnnt_ref):
+    p = rnnt_model.predictor
+    ys, lens = t(rnnt_ref["pred_in"]).long(), t(rnnt_ref["pred_in_lens"]).long()
+    close(p(ys, lens), rnnt_ref["pred_out"], 1e-5)
+    for k in range(ys.size(0)):
+        state = p.initial_state(1)
+        outs = []
+        for token in [0] + ys[k, :lens[k]].tolist():
+            out, state = p.step(torch.tensor([token]), state)
+            outs.append(out[0])
+        close(torch.stack(outs), rnnt_ref[f"pred_step_out_{k}"], 1e-5)
+        close(state[0][:, 0], rnnt_ref[f"pred_state_m_{k}"], 1e-5)
+        close(state[1][:, 0], rnnt_ref[f"pred_state_c_{k}"], 1e-5)
+
+
+@torch.no_grad()
+def test_joint_matches(rnnt_model, rnnt_ref):
+    j = rnnt_model.joint
+    enc, pred = t(rnnt_ref["joint_enc"]), t(rnnt_ref["joint_pred"])
+    close(j.project_encoder(enc), rnnt_ref["joint_enc_proj"], 1e-5)
+    close(j.project_predictor(pred), rnnt_ref["joint_pred_proj"], 1e-5)
+    logits = j(enc[None], pred[None])[0]
+    close(logits, rnnt_ref["joint_out"], 1e-5)
+    close(logits.log_softmax(-1), rnnt_ref["joint_logp"], 1e-5)
+
+
+def search(model, encs, max_symbols=64):
+    lens = torch.tensor([e.shape[0] for e in encs])
+    padded = torch.nn.utils.rnn.pad_sequence([t(e) for e in encs], batch_first=True)
+    out, _ = greedy_search(model.predictor, model.joint, padded, lens, max_symbols)
+    return [([i for i, _ in o], [f for _, f in o]) for o in out]
+
+
+@pytest.mark.parametrize("name, cap", [("full", 64), ("mb", 64), ("2_mb", 2)])
+def test_greedy_search_on_reference_frames(rnnt_model, rnnt_ref, name, cap):
+    source = "full_enc" if name == "full" else "mb_enc"
+    encs = [rnnt_ref[f"{source}_{i}"] for i in range(3)]
+    alone = [search(rnnt_model, [e], cap)[0] for e in encs]
+    batched = search(rnnt_model, encs, cap)
+    assert alone == batched  # batch-invariant
+    prefix = "greedy_full" if name == "full" else "greedy" + ("2" if cap == 2 else "") + "_mb"
+    for i, (ids, frames) in enumerate(batched):
+        assert ids == rnnt_ref[f"{prefix}_ids_{i}"].tolist()
+        assert frames == rnnt_ref[f"{prefix}_frames_{i}"].tolist()
+    if cap == 2:  # frames at the cap move on without a blank
+        assert any(f.count(x) == 2 for _, f in batched for x in set(f))
+
+
+def test_texts_end_to_end(rnnt_model, rnnt_ref, rnnt_meta, reference, rnnt_wav):
+    """Our fbank (the reference's 16 kHz samples for the 22.05 kHz file, whose resampling
+    differs on purpose), our encoder, our search: the reference's ``batch_decode`` (masked
+    batch 64/128/128) and full-context texts."""
+    waves = [rnnt_wav(rnnt_meta["wavs"][0]), rnnt_wav(rnnt_meta["wavs"][1]),
+             torch.from_numpy(reference["wave16k_2"].astype(np.int16))]
+    feats = [rnnt_model.features(w, 16000 if torch.is_tensor(w) else None) for w in waves]
+    for i, f in enumerate(feats):
+        close(f, rnnt_ref[f"fbank_{i}"], 5e-3)
+    masked = decode_features(rnnt_model, feats, 64, 128, 128, mode="rnnt_greedy")
+    assert [r.text for r in masked] == rnnt_meta["batch_decode_text"]
+    for i, r in enumerate(masked):
+        assert r.ids == rnnt_ref[f"greedy_mb_ids_{i}"].tolist()
+        assert [tok.first for tok in r.tokens] == rnnt_ref[f"greedy_mb_frames_{i}"].tolist()
+    full = decode_features(rnnt_model, feats, None, 0, 0, mode="rnnt_greedy")
+    assert [r.text for r in full] == rnnt_meta["greedy_full_text"]
+    texts = rnnt_model.batch_decode([str(waves[0]), str(waves[1])], 64, 128, 128,
+                                    mode="rnnt_greedy")
+    assert texts == rnnt_meta["batch_decode_text"][:2]
+
+
+def test_long_form_carries_the_predictor_state(rnnt_model, rnnt_ref, rnnt_meta, rnnt_wav):
+    long_wav = str(rnnt_wav(rnnt_meta["long_wav"]))
+    result = decode_long(rnnt_model, long_wav, 64, 128, 128, total_batch_duration=11,
+                         mode="rnnt_greedy")
+    assert result.ids == rnnt_ref["endless_ids"].tolist()
+    assert [tok.first for tok in result.tokens] == rnnt_ref["endless_frames"].tolist()
+    ours = result.segments(0.5)
+    assert [{k: s[k] for k in ("decode", "start", "end")} for s in ours] == \
+        rnnt_meta["endless_segments"]
+    segments = rnnt_model.endless_decode(long_wav, 64, 128, 128, total_batch_duration=11,
+                                         mode="rnnt_greedy")
+    assert [s["decode"] for s in segments] == [s["decode"] for s in rnnt_meta["endless_segments"]]
+    # the reference's text joins the segments with spaces, also where the next segment
+    # continues a word (its first piece has no ▁); ours is the pieces as the model emitted them
+    text = rnnt_model.endless_decode(long_wav, 64, 128, 128, total_batch_duration=11,
+                                     return_timestamps=False, mode="rnnt_greedy")
+    assert text == result.text and text.replace(" ", "") == \
+        rnnt_meta["endless_text"].replace(" ", "")
+    assert text.split() != rnnt_meta["endless_text"].split()  # this file has such joins
+
+
+def test_text_rule_keeps_repeats_and_special_pieces(rnnt_model, rnnt_ref, rnnt_meta):
+    from chunkformer.transducer.model import transducer_transcript
+
+    for ids, text in zip(rnnt_meta["text_rule_ids"], rnnt_meta["text_rule_transducer"]):
+        assert transducer_transcript(rnnt_model, [(i, k) for k, i in enumerate(ids)],
+                                     len(ids)).text == text
+    grid = rnnt_ref["text_rule_grid"]
+    emitted = [(int(i), f) for f, row in enumerate(grid) for i in row if i]
+    segments = transducer_transcript(rnnt_model, emitted, len(grid)).segments(0.5)
+    assert [{k: s[k] for k in ("decode", "start", "end")} for s in segments] == \
+        rnnt_meta["text_rule_grid_segments"]
+
+
+def test_losses(rnnt_model, rnnt_ref, rnnt_meta):
+    ys, ys_lens = t(rnnt_ref["loss_targets"]).long(), t(rnnt_ref["loss_target_lens"]).long()
+    encs = [t(rnnt_ref[f"full_enc_{i}"]) for i in range(3)]
+    lens = torch.tensor([e.size(0) for e in encs])
+    enc = torch.nn.utils.rnn.pad_sequence(encs, batch_first=True)
+    pred = rnnt_model.predictor(ys, ys_lens)
+    theirs = t(rnnt_ref["loss_rnnt_per_utt"])
+    for chunk in (None, 7, 64):
+        nll = rnnt_loss(rnnt_model.joint, enc, lens, pred, ys, ys_lens, time_chunk=chunk)
+        assert torch.allclose(nll.double(), theirs, rtol=1e-5)
+    assert nll.mean().item() == pytest.approx(float(rnnt_ref["loss_rnnt_mean"]), rel=1e-5)
+    # the hybrid objective on the reference's own (padded, eval-mode) encoder output,
+    # in the reference's reduction: each term summed over the batch / B
+    enc, lens = t(rnnt_ref["fwd_enc"]), t(rnnt_ref["fwd_enc_lens"]).long()
+    m = rnnt_model
+    pred = m.predictor(ys, ys_lens)
+    l_rnnt = rnnt_loss(m.joint, enc, lens, pred, ys, ys_lens).mean()
+    l_ctc = (m.ctc.loss(enc, lens, ys, ys_lens) * ys_lens).mean()
+    from chunkformer.heads.attention_decoder import attention_loss
+    l_att = (attention_loss(m.decoder, enc, lens, ys, ys_lens, m.sos, m.eos, m.lsm_weight)
+             * (ys_lens + 1)).mean()
+    for ours, key in ((l_rnnt, "fwd_loss_rnnt"), (l_ctc, "fwd_loss_ctc"),
+                      (l_att, "fwd_loss_att")):
+        assert ours.item() == pytest.approx(float(rnnt_ref[key]), rel=1e-5), key
+    total = 0.75 * l_rnnt + 0.1 * l_ctc + 0.15 * l_att
+    assert total.item() == pytest.approx(float(rnnt_ref["fwd_loss"]), rel=1e-5)
