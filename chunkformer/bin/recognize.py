@@ -289,8 +289,9 @@ def write_srt(path: Path, segments):
 def load_model(args):
     """(the PyTorch model or, with ``--backend onnx``, the ONNX graphs; the decoding bias or
     None); ValueError for a mode, context or option the backend cannot decode with."""
-    if args.nbest and args.mode == "ctc_greedy":
-        raise ValueError("--nbest needs a beam mode (ctc_prefix_beam or attention_rescoring)")
+    if args.nbest and args.mode in ("ctc_greedy", "rnnt_greedy"):
+        raise ValueError("--nbest needs a beam mode (ctc_prefix_beam, attention_rescoring, "
+                         "rnnt_beam)")
     if args.nbest > args.beam_size:
         raise ValueError(f"--nbest {args.nbest} > --beam_size {args.beam_size}: the search "
                          "keeps beam_size hypotheses")

@@ -21,9 +21,9 @@ def check_mode(model, mode: str, bias=None):
     if mode not in modes:
         raise ValueError(f"decoding mode {mode!r} is not one this model has (choose from "
                          f"{', '.join(modes)})")
-    if bias is not None and mode == "ctc_greedy":
-        raise ValueError("hotwords and a language model need a beam mode "
-                         "(ctc_prefix_beam or attention_rescoring), not ctc_greedy")
+    if bias is not None and mode in ("ctc_greedy", "rnnt_greedy"):
+        raise ValueError(f"hotwords and a language model need a beam mode "
+                         f"(ctc_prefix_beam, attention_rescoring, rnnt_beam), not {mode}")
     if mode == "attention_rescoring" and model.decoder is None:
         raise ValueError("attention_rescoring needs a model with an attention decoder "
                          "(this folder has no decoder.* weights)")
@@ -63,7 +63,7 @@ def decode_features(model, feats: List[torch.Tensor], chunk_size: Optional[int],
     feats = [f.to(model.device) for f in feats]
     encs = model.encoder.forward_list(feats, chunk_size, left_context_size, right_context_size)
     if mode in TRANSDUCER_MODES:
-        return model.transducer_transcripts(encs, mode, beam_size)
+        return model.transducer_transcripts(encs, mode, beam_size, bias)
     out = []
     for enc in encs:
         spans = SpanSearch(model, mode, beam_size, ctc_weight, reverse_weight, bias)

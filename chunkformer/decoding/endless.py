@@ -80,7 +80,7 @@ def decode_long(model, audio, chunk_size=64, left_context_size=128, right_contex
     adds hotwords / LM to the beam modes)."""
     check_mode(model, mode, bias)
     stream = FbankStream(audio, sample_rate, channel=channel)
-    spans = model.long_search(mode, beam_size) if mode in TRANSDUCER_MODES else \
+    spans = model.long_search(mode, beam_size, bias) if mode in TRANSDUCER_MODES else \
         SpanSearch(model, mode, beam_size, ctc_weight, reverse_weight, bias)
     for _, enc in encode_long(model, stream, chunk_size, left_context_size, right_context_size,
                               total_batch_duration):

@@ -16,7 +16,8 @@ from chunkformer.decoding.transcript import Token, Transcript
 from chunkformer.heads.attention_decoder import attention_loss
 from chunkformer.model import ChunkFormerModel
 from chunkformer.transducer.loss import rnnt_loss
-from chunkformer.transducer.search import MAX_SYMBOLS, GreedyState, greedy_search
+from chunkformer.decoding.search import Hypothesis
+from chunkformer.transducer.search import MAX_SYMBOLS, beam_search, greedy_search
 
 
 
@@ -84,49 +85,75 @@ class TransducerModel(ChunkFormerModel):
                 "weight": feats.size(0)}
 
     # ------------------------------------------------------------------ decoding
-    def transducer_transcripts(self, encs: List[torch.Tensor], mode: str,
-                               beam_size: int = 10) -> List[Transcript]:
-        """Encoder outputs [(T'_i, D)] → transcripts, greedy batched over the utterances."""
-        if mode != "rnnt_greedy":
-            raise ValueError(f"{mode} is not implemented yet")
+    def transducer_transcripts(self, encs: List[torch.Tensor], mode: str, beam_size: int = 10,
+                               bias=None) -> List[Transcript]:
+        """Encoder outputs [(T'_i, D)] → transcripts; greedy search runs batched over the
+        utterances, beam search one utterance at a time (its hypotheses batched)."""
+        if mode == "rnnt_beam":
+            out = []
+            for enc in encs:
+                search = TransducerLongSearch(self, mode, beam_size, bias)
+                search.add(enc)
+                out.append(search.finish())
+            return out
         lens = torch.tensor([e.size(0) for e in encs], device=self.device)
         padded = torch.nn.utils.rnn.pad_sequence(encs, batch_first=True)
         emitted, _ = greedy_search(self.predictor, self.joint, padded, lens, self.max_symbols)
         return [transducer_transcript(self, out, int(n)) for out, n in zip(emitted, lens)]
 
-    def long_search(self, mode: str, beam_size: int = 10) -> "TransducerLongSearch":
-        return TransducerLongSearch(self, mode, beam_size)
+    def long_search(self, mode: str, beam_size: int = 10,
+                    bias=None) -> "TransducerLongSearch":
+        return TransducerLongSearch(self, mode, beam_size, bias)
 
 
-def transducer_transcript(model, emitted, num_frames: int) -> Transcript:
+def transducer_transcript(model, emitted, num_frames: int, nbest=()) -> Transcript:
     """(token, frame) pairs → a Transcript: token times are their frames, a frame counts as
     speech for segmentation iff it emitted a symbol, and the text keeps special pieces."""
     markers = [model.blank] * num_frames
     for token, frame in emitted:
         markers[frame] = token
     return Transcript([Token(i, t, t) for i, t in emitted], model.vocab, frame_ids=markers,
-                      blank=model.blank, verbatim=True)
+                      blank=model.blank, verbatim=True, nbest=list(nbest))
 
 
 class TransducerLongSearch:
     """The transducer search over a recording's encoder frames given block by block (long-form
-    segments, live chunks): the predictor state is carried from block to block, so the result
-    is the search over all the frames at once (spec/rnnt.md §5)."""
+    segments, live chunks): the predictor state (greedy) or the beam is carried from block to
+    block, so the result is the search over all the frames at once (spec/rnnt.md §5).
 
-    def __init__(self, model: TransducerModel, mode: str, beam_size: int = 10):
-        if mode != "rnnt_greedy":
-            raise ValueError(f"{mode} is not implemented yet")
-        self.model, self.emitted, self.frames = model, [], 0
-        self.carry: Optional[GreedyState] = None
+    ``rnnt_beam`` with ``bias`` (hotwords, LM: a DecodingBias) ranks hypotheses by their
+    log-probability plus the bias; the transcript's ``nbest`` lists the beam."""
+
+    def __init__(self, model: TransducerModel, mode: str, beam_size: int = 10, bias=None):
+        if mode not in TRANSDUCER_MODES:
+            raise ValueError(f"{mode} is not a transducer search")
+        if bias is not None and mode != "rnnt_beam":
+            raise ValueError("hotwords and a language model need rnnt_beam, not rnnt_greedy")
+        self.model, self.mode, self.beam_size, self.bias = model, mode, beam_size, bias
+        self.emitted, self.frames = [], 0
+        self.carry = None  # GreedyState, or the beam
 
     def add(self, enc: torch.Tensor):
         """Append (n, D) encoder frames."""
         m = self.model
-        out, self.carry = greedy_search(m.predictor, m.joint, enc.unsqueeze(0),
-                                        torch.tensor([enc.size(0)], device=enc.device),
-                                        m.max_symbols, self.carry)
-        self.emitted += [(token, frame + self.frames) for token, frame in out[0]]
+        if self.mode == "rnnt_beam":
+            self.carry = beam_search(m.predictor, m.joint, enc, self.beam_size, m.max_symbols,
+                                     self.carry, self.bias, self.frames)
+        else:
+            out, self.carry = greedy_search(m.predictor, m.joint, enc.unsqueeze(0),
+                                            torch.tensor([enc.size(0)], device=enc.device),
+                                            m.max_symbols, self.carry)
+            self.emitted += [(token, frame + self.frames) for token, frame in out[0]]
         self.frames += enc.size(0)
 
     def finish(self) -> Transcript:
-        return transducer_transcript(self.model, self.emitted, self.frames)
+        if self.mode == "rnnt_greedy":
+            return transducer_transcript(self.model, self.emitted, self.frames)
+        hyps = []
+        for h in self.carry or []:
+            end = self.bias.finish(h.bias_state) if self.bias is not None else 0.0
+            hyps.append(Hypothesis(h.ids, h.score, h.times, h.bonus + end))
+        ranked = sorted(((h.total, h) for h in hyps), key=lambda sh: -sh[0])
+        best = ranked[0][1] if ranked else Hypothesis((), 0.0, ())
+        return transducer_transcript(self.model, list(zip(best.ids, best.times)), self.frames,
+                                     ranked)
