@@ -20,7 +20,7 @@ from chunkformer.heads.attention_decoder import attention_loss
 
 class ChunkFormerModel(nn.Module):
     stat_names = ("loss", "loss_ctc", "loss_att")  # what forward returns, logged by the trainer
-    modes = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring")  # decoding modes
+    modes = ("ctc_greedy", "ctc_prefix_beam", "attention_rescoring")  # the first: validation
 
     def __init__(self, encoder, ctc, decoder=None, vocab=None, config: Optional[dict] = None,
                  cmvn_stats: Optional[bytes] = None):

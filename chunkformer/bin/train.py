@@ -40,6 +40,8 @@ from chunkformer.ssl.bestrq import BestRQModel, is_bestrq
 from chunkformer.training.distributed import init_distributed, shutdown
 from chunkformer.training.optim import build_optimizer, trainable_summary
 from chunkformer.training.trainer import DataError, Preempted, Trainer
+from chunkformer.transducer.heads import build_transducer_heads, is_transducer
+from chunkformer.transducer.model import TransducerModel
 
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: stopped by a signal with its checkpoint written; resume it
 
@@ -56,9 +58,20 @@ def get_parser():
 
 def build_model(cfg: dict, tokenizer):
     """A fresh model from the ``model`` section (``model: bestrq`` for self-supervised
-    pretraining), released weights (``train.init_from``), or a fresh ASR model whose encoder
-    starts from another model's (``train.init_encoder_from``: a pretrained folder or a
-    checkpoint)."""
+    pretraining, ``model: transducer`` for RNN-T), released weights (``train.init_from``), or a
+    fresh ASR model whose encoder starts from another model's (``train.init_encoder_from``: a
+    pretrained folder or a checkpoint). ``train.rnnt_time_chunk``: frames per joint evaluation
+    in a transducer's loss (memory-bounded, :mod:`chunkformer.transducer.loss`)."""
+    model = _build_model(cfg, tokenizer)
+    if isinstance(model, TransducerModel):
+        model.time_chunk = cfg["train"].get("rnnt_time_chunk")
+    elif cfg["train"].get("rnnt_time_chunk") is not None:
+        raise ConfigError("train.rnnt_time_chunk is for transducer models (model: transducer)")
+    cfg["train"].pop("rnnt_time_chunk", None)
+    return model
+
+
+def _build_model(cfg: dict, tokenizer):
     init_from = cfg["train"].pop("init_from", None)
     init_encoder_from = cfg["train"].pop("init_encoder_from", None)
     if init_from and init_encoder_from:
@@ -96,7 +109,13 @@ def build_model(cfg: dict, tokenizer):
         encoder, ctc, decoder, unused = build_modules(model_cfg, "decoder" in model_cfg, cmvn)
         if unused:
             raise ConfigError(f"model section: keys not used by the model: {', '.join(unused)}")
-        model = ChunkFormerModel(encoder, ctc, decoder, tokenizer.vocab, model_cfg, stats)
+        if is_transducer(model_cfg):
+            predictor, joint = build_transducer_heads(model_cfg, len(tokenizer.vocab),
+                                                      encoder.output_size)
+            model = TransducerModel(encoder, ctc, predictor, joint, decoder, tokenizer.vocab,
+                                    model_cfg, stats)
+        else:
+            model = ChunkFormerModel(encoder, ctc, decoder, tokenizer.vocab, model_cfg, stats)
     if encoder_state is not None:
         lines = take_encoder(model, encoder_state, init_encoder_from)
         if left_behind:
@@ -143,7 +162,7 @@ def check_experiment(cfg: dict):
                skip=("model", "hold"))
     check_keys("train", training_contexts(cfg), Trainer, skip=(
         "model", "tokenizer", "train_data", "dev_data", "exp_dir", "env", "optim"),
-        extra=("init_from", "init_encoder_from"))
+        extra=("init_from", "init_encoder_from", "rnnt_time_chunk"))
     for key in ("init_from", "init_encoder_from"):
         source = cfg["train"].get(key)
         if source and not Path(source).exists():

@@ -435,7 +435,9 @@ class Trainer:
         out = []
         for ctx in self.decode_contexts.values():
             counts = [0.0] * 4
-            for hyp, ref in zip(decode_features(self.model, feats, *ctx), refs):
+            for hyp, ref in zip(decode_features(self.model, feats, *ctx,
+                                                mode=getattr(self.model, "modes",
+                                                             ("ctc_greedy",))[0]), refs):
                 w = error_counts(ref, normalize_text(hyp.text), "word")
                 c = error_counts(ref, normalize_text(hyp.text), "char")
                 counts = [a + x for a, x in zip(counts, (*w, *c))]

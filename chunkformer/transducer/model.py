@@ -23,7 +23,7 @@ from chunkformer.transducer.search import MAX_SYMBOLS, beam_search, greedy_searc
 
 class TransducerModel(ChunkFormerModel):
     stat_names = ("loss", "loss_rnnt", "loss_ctc", "loss_att")
-    modes = ChunkFormerModel.modes + TRANSDUCER_MODES
+    modes = ("rnnt_greedy", "rnnt_beam") + ChunkFormerModel.modes  # the first: validation
 
     def __init__(self, encoder, ctc, predictor, joint, decoder=None, vocab=None,
                  config: Optional[dict] = None, cmvn_stats: Optional[bytes] = None):

@@ -442,3 +442,65 @@ def test_dev_cer_in_each_deployment_context_and_best_by_any(experiment, tmp_path
     assert f"averaged 1 checkpoints (steps {best[0]})" in r.stdout
     r = _train(experiment, tmp_path / "bad", "--override", "train.best_metric=cer_lo", ok=False)
     assert r.returncode == 1 and "error: train.best_metric 'cer_lo' is not one of" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def transducer_experiment(experiment, tmp_path_factory):
+    """The tiny experiment as a transducer with the hybrid loss (RNN-T, CTC, attention)."""
+    root = tmp_path_factory.mktemp("rnnt_exp")
+    cfg = yaml.safe_load((experiment / "exp.yaml").read_text())
+    cfg["model"].update({
+        "model": "transducer", "predictor": "rnn", "joint": "transducer_joint",
+        "predictor_conf": {"embed_size": 16, "hidden_size": 24, "num_layers": 1,
+                           "output_size": 16, "embed_dropout": 0.0, "dropout": 0.0},
+        "joint_conf": {"enc_output_size": 32, "pred_output_size": 16, "join_dim": 24},
+        "model_conf": {"transducer_weight": 0.75, "ctc_weight": 0.1,
+                       "attention_weight": 0.15, "lsm_weight": 0.1}})
+    cfg["train"]["rnnt_time_chunk"] = 16
+    (root / "exp.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    return root
+
+
+def test_transducer_trains_resumes_exactly_and_two_ranks_agree(transducer_experiment,
+                                                               tmp_path):
+    """The hybrid transducer in the one trainer: kill -9 and resume == uninterrupted; two gloo
+    ranks == one process accumulating two batches; the folder loads as a transducer and its
+    dev CER in training is recognize's (rnnt_greedy)."""
+    exp = transducer_experiment
+    small = "data.max_frames_in_batch=300"
+    _train(exp, tmp_path / "one", "--override", "train.accum_steps=2", small)
+    _train(exp, tmp_path / "two", "--override", small, torchrun=True)
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert any(k.startswith("predictor.") for k in a) and any(k.startswith("joint.") for k in a)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    la, lb = _train_losses(tmp_path / "one"), _train_losses(tmp_path / "two")
+    assert la.keys() == lb.keys() and all(abs(la[k] - lb[k]) < 1e-4 for k in la)
+    log = [json.loads(x) for x in open(tmp_path / "one" / "train_log.jsonl")]
+    assert all(r.get("loss_rnnt") is not None for r in log if r["split"] == "train")
+    # kill -9 after step 4's checkpoint, resume: the uninterrupted run's weights and losses
+    _train(exp, tmp_path / "full")
+    proc = _train(exp, tmp_path / "crash", wait=False)
+    _wait_for(tmp_path / "crash" / "checkpoints" / "step_00000004.pt", proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _train(exp, tmp_path / "crash", "--resume")
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "crash")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _train_losses(tmp_path / "full") == _train_losses(tmp_path / "crash")
+    # the averaged folder is a transducer; training's dev CER is recognize's (rnnt_greedy)
+    out = tmp_path / "full" / "final"
+    r = subprocess.run([sys.executable, "-m", "chunkformer.bin.average_model", "--exp_dir",
+                        str(tmp_path / "full"), "--num", "1", "--mode", "last", "--out",
+                        str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert type(ChunkFormerModel.from_pretrained(out)).__name__ == "TransducerModel"
+    dev_list = yaml.safe_load((exp / "exp.yaml").read_text())["data"]["dev"]
+    rec = subprocess.run([sys.executable, "-m", "chunkformer.bin.recognize", "--model_dir",
+                          str(out), "--data", dev_list,
+                          "--output_dir", str(tmp_path / "dec"), "--chunk_size", "0",
+                          "--mode", "rnnt_greedy"], capture_output=True, text=True)
+    assert rec.returncode == 0, rec.stderr
+    cer = float(rec.stdout.split("CER")[1].split("%")[0])
+    dev = [json.loads(x) for x in open(tmp_path / "full" / "train_log.jsonl")]
+    dev = [r for r in dev if r["split"] == "dev"][-1]
+    assert dev["step"] == 8 and abs(dev["cer"] - cer) < 0.01
