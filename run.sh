@@ -190,7 +190,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ] && [ "$num_test_calls" -gt 0 ];
     local name=$1 list=$2 c=$3 l=$4 r=$5; shift 5
     python -m chunkformer.bin.recognize --model_dir "$exp_dir/final" --data "$list" \
       --output_dir "$out/$name" --chunk_size "$c" --left_context_size "$l" \
-      --right_context_size "$r" "$@" > "$out/$name.log" 2>&1
+      --right_context_size "$r" --mode "$decode_mode" "$@" > "$out/$name.log" 2>&1
   }
   for ctx in full low; do
     set -- 0 0 0; [ $ctx = low ] && set -- $ll_chunk $ll_left $ll_right

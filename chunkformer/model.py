@@ -184,17 +184,19 @@ class ChunkFormerModel(nn.Module):
 
     def stream(self, chunk_size: int = 8, left_context_size: int = 32,
                right_context_size: int = 0, beam_size: Optional[int] = None, bias=None,
-               **kwargs):
+               mode: Optional[str] = None, **kwargs):
         """A live :class:`~chunkformer.streaming.stream.SegmentStream` on this model: feed it audio
         in pieces (``accept_waveform``), read ``partial()``, end with ``finish()``; its final
-        token ids equal ``endless_decode`` with the same contexts. ``beam_size`` and/or
-        ``bias`` (:meth:`decoding_bias`: hotwords, LM) decode with prefix beam search."""
-        from chunkformer.streaming.stream import SegmentStream
+        token ids equal ``endless_decode`` with the same contexts and mode. ``mode`` None:
+        greedy (CTC, or the transducer's), a beam search when ``beam_size`` and/or ``bias``
+        (:meth:`decoding_bias`: hotwords, LM) is given."""
+        from chunkformer.streaming.stream import SegmentStream, make_search
 
         stream = SegmentStream(self, chunk_size, left_context_size, right_context_size,
                                **kwargs)
-        if beam_size is not None or bias is not None:
-            stream.use_beam_search(beam_size or 10, bias)
+        search = make_search(self, self.ctc.blank_id, mode, beam_size, bias)
+        if search is not None:
+            stream.use_search(search)
         return stream
 
     def endless_decode(self, audio_path, chunk_size: Optional[int] = 64,

@@ -230,6 +230,7 @@ class PrefixBeamSearch:
     def __init__(self, beam_size: int = 10, blank: int = 0, prune_threshold: float = 0.999,
                  bias=None, first_frame: int = 0):
         self.beam_size, self.blank, self.bias = beam_size, blank, bias
+        self.prune_threshold = prune_threshold
         self.floor = math.log(1.0 - prune_threshold) if prune_threshold < 1.0 else NEG_INF
         self.root = _Prefix(blank, None, 0.0, bias.initial() if bias is not None else None)
         empty = _Beam(None, blank, self.root, 0.0, self.root.state)
@@ -263,6 +264,14 @@ class PrefixBeamSearch:
                         b.node = b.parent.child(b.token, b.bonus, b.state)
         self.beam = beam
         self.frames += log_probs.size(0)
+
+    inputs = "log_probs"  # what a live stream feeds it (see chunkformer.streaming.stream)
+    eager = False  # fed lazily: when a result is read
+
+    def restart(self, first_frame: int) -> "PrefixBeamSearch":
+        """A fresh search from frame ``first_frame`` on (after a live stream's endpoint)."""
+        return PrefixBeamSearch(self.beam_size, self.blank, self.prune_threshold, self.bias,
+                                first_frame)
 
     def hypotheses(self) -> List[Hypothesis]:
         """The current n-best, best ``total`` first, each ended (the bias's closing term

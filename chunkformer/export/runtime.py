@@ -157,4 +157,5 @@ class OnnxEngine:
                   conv.numpy())
         log_probs, att, conv = self.session.run(None, dict(zip(STREAM_INPUTS, inputs)))
         ids = torch.from_numpy(np.ascontiguousarray(log_probs.argmax(-1)))
-        return ids, torch.from_numpy(log_probs), torch.from_numpy(att), torch.from_numpy(conv)
+        return ids, {"log_probs": torch.from_numpy(log_probs)}, torch.from_numpy(att), \
+            torch.from_numpy(conv)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from chunkformer.encoder.subsampling import subsampled_length
-from chunkformer.streaming.stream import Stream, StreamError
+from chunkformer.streaming.stream import Stream, StreamError, make_search
 
 
 class TorchEngine:
@@ -40,13 +40,15 @@ class TorchEngine:
     @torch.no_grad()
     def __call__(self, windows, lengths, history, att, conv, chunk_size, left_context_size):
         """(B, 8C + 7, F) windows, (B,) lengths and history, (N, B, …) caches → (B, C) greedy
-        ids, (B, C, V) CTC log-probabilities and the next caches."""
+        ids, {"log_probs": (B, C, V) CTC log-probabilities, "encoder": (B, C, D) frames} and
+        the next caches."""
         dev = self.model.device
         x, att, conv = self.encoder.forward_chunks(
             windows.to(dev), lengths.to(dev), history.to(dev), att, conv, chunk_size,
             left_context_size)
         ids = self.model.ctc.best_ids(x.reshape(-1, x.size(-1))).view(x.size(0), -1)
-        return ids.cpu(), self.model.ctc_log_probs(x).cpu(), att, conv
+        return ids.cpu(), {"log_probs": self.model.ctc_log_probs(x).cpu(), "encoder": x}, \
+            att, conv
 
 
 class GroupStream(Stream):
@@ -84,12 +86,16 @@ class StreamGroup:
         self.endpoint_silence, self.max_batch = endpoint_silence, max(1, max_batch)
         self.streams: List[GroupStream] = []
 
-    def open(self, beam_size: Optional[int] = None, bias=None) -> GroupStream:
-        """A new stream in the group; ``beam_size`` and/or ``bias`` (hotwords, LM): decoded
-        with prefix beam search (:meth:`Stream.use_beam_search`), else greedy."""
+    def open(self, beam_size: Optional[int] = None, bias=None,
+             mode: Optional[str] = None) -> GroupStream:
+        """A new stream in the group, decoded as ``model.stream`` decodes (greedy, or a beam
+        search when ``beam_size`` and/or ``bias`` is given; transducer models with their own
+        searches; :func:`~chunkformer.streaming.stream.make_search`)."""
         stream = GroupStream(self, self.endpoint_silence)
-        if beam_size is not None or bias is not None:
-            stream.use_beam_search(beam_size or 10, bias)
+        search = make_search(getattr(self.engine, "model", self.engine), self.engine.blank_id,
+                             mode, beam_size, bias)
+        if search is not None:
+            stream.use_search(search)
         self.streams.append(stream)
         return stream
 
@@ -136,10 +142,10 @@ class StreamGroup:
         att = torch.stack([s.att for s in streams], 1)
         conv = torch.stack([s.conv for s in streams], 1)
         history = torch.tensor([s.history for s in streams])
-        ids, log_probs, att, conv = self.engine(torch.stack(windows), torch.tensor(lengths),
-                                                history, att, conv, self.chunk, self.left)
+        ids, inputs, att, conv = self.engine(torch.stack(windows), torch.tensor(lengths),
+                                             history, att, conv, self.chunk, self.left)
         for i, (s, n) in enumerate(zip(streams, lengths)):
             s.att, s.conv = att[:, i].clone(), conv[:, i].clone()
             s.history += n
             s._emit(ids[i, :n].tolist(), None if tail else 1,
-                    log_probs[i, :n] if s.search is not None else None)
+                    inputs[s.search.inputs][i, :n] if s.search is not None else None)

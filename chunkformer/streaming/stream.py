@@ -147,11 +147,10 @@ class Stream:
         self.last_token = None  # its last non-blank frame so far
         self.scanned = 0  # emitted frames looked at by the endpoint rule
         self.finals: List[dict] = []
-        self.search: Optional[PrefixBeamSearch] = None  # set by use_beam_search
-        self.beam = None  # (beam_size, bias) of the search
-        self.pending: List[torch.Tensor] = []  # log-probs of emitted frames not yet searched
+        self.search = None  # set by use_search: a search over the frames instead of greedy CTC
+        self.pending: List[torch.Tensor] = []  # inputs of emitted frames not yet searched
         self.searched = 0  # frames the search has seen
-        self.final_tokens: List[Token] = []  # tokens of the closed utterances (beam search)
+        self.final_tokens: List[Token] = []  # tokens of the closed utterances (a search)
 
     def use_beam_search(self, beam_size: int = 10, bias=None):
         """Decode with CTC prefix beam search instead of greedy, with hotwords and/or an LM
@@ -159,10 +158,23 @@ class Stream:
         searched as they come (the same search as offline, block by block); partials and
         finals are its best hypothesis, and each endpoint (still found from the greedy blank
         runs) closes the utterance and starts a fresh search. Call before the first audio."""
+        self.use_search(PrefixBeamSearch(beam_size, self.blank, bias=bias))
+
+    @property
+    def verbatim(self) -> bool:
+        """Texts keep special pieces (transducer searches, as offline)."""
+        return getattr(self.search, "verbatim", False)
+
+    def use_search(self, search):
+        """Decode with ``search`` instead of greedy CTC: a
+        :class:`~chunkformer.decoding.search.PrefixBeamSearch` (fed the frames' CTC
+        log-probabilities when a result is read; endpoints from the greedy CTC ids) or a
+        :class:`~chunkformer.transducer.model.TransducerLongSearch` (fed the encoder frames as
+        they come; a frame is speech for the endpoint rule iff the search emitted on it).
+        Either gives ``hypotheses()`` and ``restart(first_frame)``. Call before the audio."""
         if self.frame_ids:
             raise StreamError("choose the search before the first audio")
-        self.beam = (beam_size, bias)
-        self.search = PrefixBeamSearch(beam_size, self.blank, bias=bias)
+        self.search = search
 
     # ------------------------------------------------------------------ input
     def accept_waveform(self, samples, sample_rate: int):
@@ -212,7 +224,8 @@ class Stream:
             self._close(len(self.frame_ids))
         tokens = self.final_tokens if self.search is not None else \
             greedy_tokens(self.frame_ids, self.blank)
-        return Transcript(tokens, self.vocab, frame_ids=self.frame_ids, blank=self.blank)
+        return Transcript(tokens, self.vocab, frame_ids=self.frame_ids, blank=self.blank,
+                          verbatim=self.verbatim)
 
     def pop_finals(self) -> List[dict]:
         """The utterances closed since the last call, oldest first."""
@@ -226,7 +239,7 @@ class Stream:
         utterance)."""
         if self.search is not None:
             self._advance_search(len(self.frame_ids))
-            return self.vocab.ids_to_text(self.search.hypotheses()[0].ids)
+            return self.vocab.ids_to_text(self.search.hypotheses()[0].ids, self.verbatim)
         tokens = greedy_tokens(self.frame_ids[self.utterance_start:], self.blank)
         return Transcript(tokens, self.vocab).text
 
@@ -263,14 +276,19 @@ class Stream:
             self.available += new.size(0)
 
     def _emit(self, ids: List[int], chunks: Optional[int],
-              log_probs: Optional[torch.Tensor] = None):
-        """Record the ids (and, for a beam search, the (n, V) log-probabilities) of frames
-        made from the next ``chunks`` chunks (None: the tail) and drop the fbank frames no
-        later chunk reads."""
+              inputs: Optional[torch.Tensor] = None):
+        """Record the ids (and, for a search, its inputs: (n, V) CTC log-probabilities or
+        (n, D) encoder frames, as ``search.inputs`` says) of frames made from the next
+        ``chunks`` chunks (None: the tail) and drop the fbank frames no later chunk reads.
+        An eager search consumes its inputs now and gives the frames' speech markers."""
         if self.search is not None:
-            if log_probs is None:
-                raise StreamError("a beam-search stream needs the frames' log-probabilities")
-            self.pending.append(log_probs.detach().float().cpu())
+            if inputs is None:
+                raise StreamError(f"this stream's search needs the frames' {self.search.inputs}")
+            if self.search.eager:
+                ids = self.search.advance(inputs)
+                self.searched += len(ids)
+            else:
+                self.pending.append(inputs.detach().float().cpu())
         self.frame_ids.extend(ids)
         if chunks is None:
             self.next_frame = self.available
@@ -303,7 +321,7 @@ class Stream:
 
     def _advance_search(self, stop: int):
         """Search the emitted frames up to ``stop``."""
-        if stop <= self.searched:
+        if stop <= self.searched or self.search.eager:
             return
         frames = torch.cat(self.pending)
         self.search.advance(frames[:stop - self.searched])
@@ -320,11 +338,13 @@ class Stream:
                                  offset=self.utterance_start), []
         self._advance_search(through)
         hyps = self.search.hypotheses()
-        self.search = PrefixBeamSearch(self.beam[0], self.blank, bias=self.beam[1],
-                                       first_frame=through)
+        self.search = self.search.restart(through)
+        if self.search.eager:  # it has seen frames past ``through``: theirs go on
+            hyps = [_before(h, through) for h in hyps]
         tokens = [Token(i, t, t) for i, t in zip(hyps[0].ids, hyps[0].times)]
         self.final_tokens += tokens
-        return tokens, [{"text": self.vocab.ids_to_text(h.ids), "score": round(h.total, 4)}
+        return tokens, [{"text": self.vocab.ids_to_text(h.ids, self.verbatim),
+                         "score": round(h.total, 4)}
                         for h in hyps]
 
     def _close(self, stop: int, through: Optional[int] = None):
@@ -333,7 +353,7 @@ class Stream:
         search's final also lists its ``nbest``."""
         tokens, nbest = self._utterance_tokens(stop, stop if through is None else through)
         if tokens:
-            transcript = Transcript(tokens, self.vocab)
+            transcript = Transcript(tokens, self.vocab, verbatim=self.verbatim)
             final = {"text": transcript.text,
                      "start": round(tokens[0].first * FRAME_SHIFT, 3),
                      "end": round((tokens[-1].last + 1) * FRAME_SHIFT, 3),
@@ -342,6 +362,37 @@ class Stream:
                 final["nbest"] = nbest
             self.finals.append(final)
         self.utterance_start = stop
+
+
+def make_search(model, blank: int, mode: Optional[str] = None, beam_size: Optional[int] = None,
+                bias=None):
+    """The search a live stream of ``model`` decodes with (None: greedy CTC). ``mode`` None:
+    the model's greedy mode, or its beam mode when ``beam_size`` or ``bias`` is given
+    (transducer models: rnnt_*, others: ctc_*)."""
+    from chunkformer.decoding.batch import TRANSDUCER_MODES, check_mode
+
+    transducer = TRANSDUCER_MODES[0] in getattr(model, "modes", ())
+    if mode is None:
+        beam = beam_size is not None or bias is not None
+        mode = ("rnnt_beam" if beam else "rnnt_greedy") if transducer else \
+            ("ctc_prefix_beam" if beam else "ctc_greedy")
+    try:
+        check_mode(model, mode, bias)
+    except ValueError as e:
+        raise StreamError(str(e)) from None
+    if mode == "ctc_greedy":
+        return None
+    if mode == "ctc_prefix_beam":
+        return PrefixBeamSearch(beam_size or 10, blank, bias=bias)
+    if mode in TRANSDUCER_MODES:
+        return model.long_search(mode, beam_size or 10, bias)
+    raise StreamError(f"{mode} cannot decode a live stream (it rescores whole utterances)")
+
+
+def _before(h, frame: int):
+    """A hypothesis cut to its tokens before ``frame``."""
+    keep = sum(t < frame for t in h.times)
+    return type(h)(h.ids[:keep], h.score, h.times[:keep], h.bias)
 
 
 class SegmentStream(Stream):
@@ -393,5 +444,7 @@ class SegmentStream(Stream):
                                                        self.cache, keep)
         if chunks is not None:
             enc = enc[:keep]
-        log_probs = self.model.ctc_log_probs(enc) if self.search is not None else None
-        self._emit(self.model.ctc.best_ids(enc).tolist(), chunks, log_probs)
+        inputs = None
+        if self.search is not None:
+            inputs = enc if self.search.inputs == "encoder" else self.model.ctc_log_probs(enc)
+        self._emit(self.model.ctc.best_ids(enc).tolist(), chunks, inputs)

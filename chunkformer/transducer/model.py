@@ -6,6 +6,7 @@ decodes with the CTC modes); the transducer adds the modes ``rnnt_greedy`` and `
 and the hybrid loss ``w_rnnt · rnnt + w_ctc · ctc + w_att · att`` (``model_conf``
 ``transducer_weight``, ``ctc_weight``, ``attention_weight``, which must sum to 1).
 """
+from dataclasses import replace
 from typing import List, Optional
 
 import torch
@@ -122,7 +123,13 @@ class TransducerLongSearch:
     block, so the result is the search over all the frames at once (spec/rnnt.md §5).
 
     ``rnnt_beam`` with ``bias`` (hotwords, LM: a DecodingBias) ranks hypotheses by their
-    log-probability plus the bias; the transcript's ``nbest`` lists the beam."""
+    log-probability plus the bias; the transcript's ``nbest`` lists the beam. Live streams
+    use it through ``advance`` / ``hypotheses`` / ``restart``
+    (:meth:`chunkformer.streaming.stream.Stream.use_search`)."""
+
+    inputs = "encoder"  # a live stream feeds it encoder frames
+    eager = True  # as they come: its emissions mark the speech frames for endpoints
+    verbatim = True  # texts keep special pieces, as the offline transducer text does
 
     def __init__(self, model: TransducerModel, mode: str, beam_size: int = 10, bias=None):
         if mode not in TRANSDUCER_MODES:
@@ -135,25 +142,58 @@ class TransducerLongSearch:
 
     def add(self, enc: torch.Tensor):
         """Append (n, D) encoder frames."""
-        m = self.model
+        self.advance(enc)
+
+    def advance(self, enc: torch.Tensor) -> List[int]:
+        """Search (n, D) more frames → for each, the last token emitted on it (by greedy
+        search, or on the best beam hypothesis) or blank."""
+        m, start = self.model, self.frames
         if self.mode == "rnnt_beam":
             self.carry = beam_search(m.predictor, m.joint, enc, self.beam_size, m.max_symbols,
-                                     self.carry, self.bias, self.frames)
+                                     self.carry, self.bias, start)
+            best = self.carry[0]
+            new = [(i, t) for i, t in zip(best.ids, best.times) if t >= start]
         else:
             out, self.carry = greedy_search(m.predictor, m.joint, enc.unsqueeze(0),
                                             torch.tensor([enc.size(0)], device=enc.device),
                                             m.max_symbols, self.carry)
-            self.emitted += [(token, frame + self.frames) for token, frame in out[0]]
+            new = [(token, frame + start) for token, frame in out[0]]
+            self.emitted += new
         self.frames += enc.size(0)
+        markers = [m.blank] * enc.size(0)
+        for token, frame in new:
+            markers[frame - start] = token
+        return markers
 
-    def finish(self) -> Transcript:
+    def hypotheses(self) -> List[Hypothesis]:
+        """Best first (greedy: the one labelling); the bias's closing term added."""
         if self.mode == "rnnt_greedy":
-            return transducer_transcript(self.model, self.emitted, self.frames)
+            return [Hypothesis(tuple(i for i, _ in self.emitted), 0.0,
+                               tuple(t for _, t in self.emitted))]
         hyps = []
         for h in self.carry or []:
             end = self.bias.finish(h.bias_state) if self.bias is not None else 0.0
             hyps.append(Hypothesis(h.ids, h.score, h.times, h.bonus + end))
-        ranked = sorted(((h.total, h) for h in hyps), key=lambda sh: -sh[0])
-        best = ranked[0][1] if ranked else Hypothesis((), 0.0, ())
+        return sorted(hyps, key=lambda h: -h.total) or [Hypothesis((), 0.0, ())]
+
+    def restart(self, first_frame: int) -> "TransducerLongSearch":
+        """The search going on with what it emitted from ``first_frame`` on (a live stream's
+        endpoint closed the rest): greedy keeps its predictor state, beam search its best
+        hypothesis (its predictor state; labelling cut, score from 0)."""
+        nxt = TransducerLongSearch(self.model, self.mode, self.beam_size, self.bias)
+        nxt.frames = self.frames
+        if self.mode == "rnnt_greedy":
+            nxt.carry = self.carry
+            nxt.emitted = [(i, t) for i, t in self.emitted if t >= first_frame]
+        elif self.carry:
+            best = self.carry[0]
+            keep = [k for k, t in enumerate(best.times) if t >= first_frame]
+            nxt.carry = [replace(best, ids=tuple(best.ids[k] for k in keep),
+                                 times=tuple(best.times[k] for k in keep), score=0.0)]
+        return nxt
+
+    def finish(self) -> Transcript:
+        ranked = [(h.total, h) for h in self.hypotheses()]
+        best = ranked[0][1]
         return transducer_transcript(self.model, list(zip(best.ids, best.times)), self.frames,
-                                     ranked)
+                                     ranked if self.mode == "rnnt_beam" else ())

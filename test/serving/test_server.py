@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -296,3 +297,23 @@ def test_a_beam_server_with_hotwords_gives_the_streams_finals_and_nbest(default_
     for r, f in zip(results, expected):
         assert [a["sentence"] for a in r[1:]] == [a["text"] for a in f["nbest"][1:3]]
         assert all(set(a) == {"sentence"} for a in r[1:])
+
+
+def test_a_transducer_model_is_served_with_its_own_search(tmp_path):
+    """The reference transducer (random weights): the server's finals are a stream's."""
+    root = Path(__file__).resolve().parent.parent / "fixtures"
+    folder, wav = root / "reference-rnnt-small" / "model", root / "reference-small" / "wavs"
+    samples, rate = pcm16(wav / "utt0_cv16k.flac")
+    model = ChunkFormerModel.from_pretrained(folder)
+    stream = model.stream(8, 32, 0, endpoint_silence=0.5)
+    stream.accept_waveform(samples, rate)
+    stream.finish()
+    expected = [f["text"] for f in stream.pop_finals()]
+    proc, url = start_server(["--model_dir", folder, "--endpoint_silence", "0.5"])
+    try:
+        messages = call(url, samples, rate, piece=1600)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    got = [r["sentence"] for r in finals(messages) if r["sentence"]]
+    assert got == expected and expected
