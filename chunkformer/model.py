@@ -151,11 +151,12 @@ class ChunkFormerModel(nn.Module):
     def batch_decode(self, audio_paths: List, chunk_size: Optional[int] = 64,
                      left_context_size: Optional[int] = 128,
                      right_context_size: Optional[int] = 128, total_batch_duration: float = 1800,
-                     mode: str = "ctc_greedy", beam_size: int = 10,
+                     mode: Optional[str] = None, beam_size: int = 10,
                      return_timestamps: bool = False, sample_rate: Optional[int] = None,
                      ctc_weight: float = 0.5, reverse_weight: float = 0.0, bias=None):
         """Decode several recordings (paths or waveforms) in masked batches of at most
         ``total_batch_duration`` seconds. Returns texts, or result dicts with word timings.
+        ``mode`` None: ``ctc_greedy`` (``rnnt_greedy`` for a transducer, as upstream).
         Context sizes of None mean the upstream defaults 64 / 128 / 128; ``ctc_weight`` and
         ``reverse_weight`` weigh ``attention_rescoring``; ``bias`` (:meth:`decoding_bias`)
         adds hotwords and a language model to the beam modes."""
@@ -203,7 +204,7 @@ class ChunkFormerModel(nn.Module):
                        left_context_size: Optional[int] = 128,
                        right_context_size: Optional[int] = 128, total_batch_duration: float = 1800,
                        return_timestamps: bool = True, max_silence_duration: float = 0.5,
-                       mode: str = "ctc_greedy", beam_size: int = 10,
+                       mode: Optional[str] = None, beam_size: int = 10,
                        sample_rate: Optional[int] = None, ctc_weight: float = 0.5,
                        reverse_weight: float = 0.0, bias=None):
         """Decode one recording of any length chunk by chunk with attention/conv caches.

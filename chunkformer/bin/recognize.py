@@ -49,7 +49,8 @@ from chunkformer.data.audio import (INT16_SCALE, SAMPLE_RATE, AudioError, FbankS
 from chunkformer.data.manifest import ManifestError, display_key, read_manifest, read_text
 from chunkformer.data.numbers import inverse_numbers
 from chunkformer.data.skips import SkipLog
-from chunkformer.decoding.batch import ALL_MODES, check_mode, decode_features, frame_budget
+from chunkformer.decoding.batch import (ALL_MODES, check_mode, decode_features, frame_budget,
+                                         resolve_mode)
 from chunkformer.decoding.channels import merge_channels, parse_roles
 from chunkformer.decoding.endless import decode_long
 from chunkformer.decoding.metrics import score
@@ -67,8 +68,9 @@ def get_parser():
                         "the exported chunk/left context with right context 0)")
     p.add_argument("--data", required=True, help="audio file, folder, wav.scp/data dir, jsonl")
     p.add_argument("--output_dir", required=True)
-    p.add_argument("--mode", default="ctc_greedy", choices=ALL_MODES,
-                   help="rnnt_*: transducer models only")
+    p.add_argument("--mode", default=None, choices=ALL_MODES,
+                   help="default: the model's greedy mode (ctc_greedy; rnnt_greedy for a "
+                        "transducer); rnnt_*: transducer models only")
     p.add_argument("--chunk_size", type=int, default=64, help="≤ 0: full context")
     p.add_argument("--left_context_size", type=int, default=128)
     p.add_argument("--right_context_size", type=int, default=128)
@@ -289,7 +291,7 @@ def write_srt(path: Path, segments):
 def load_model(args):
     """(the PyTorch model or, with ``--backend onnx``, the ONNX graphs; the decoding bias or
     None); ValueError for a mode, context or option the backend cannot decode with."""
-    if args.nbest and args.mode in ("ctc_greedy", "rnnt_greedy"):
+    if args.nbest and args.mode in (None, "ctc_greedy", "rnnt_greedy"):
         raise ValueError("--nbest needs a beam mode (ctc_prefix_beam, attention_rescoring, "
                          "rnnt_beam)")
     if args.nbest > args.beam_size:
@@ -298,6 +300,7 @@ def load_model(args):
     if args.backend == "torch":
         model = ChunkFormerModel.from_pretrained(args.model_dir, args.device)
         logging.info("%s", model.load_report)
+        args.mode = resolve_mode(model, args.mode)
         bias = model.decoding_bias(args.hotwords, args.lm, args.lm_weight, args.word_bonus)
         check_mode(model, args.mode, bias)
         if bias is not None:
@@ -305,8 +308,9 @@ def load_model(args):
         return model, bias
     from chunkformer.export.runtime import OnnxModel
 
-    if args.mode != "ctc_greedy":
+    if args.mode not in (None, "ctc_greedy"):
         raise ValueError(f"--backend {args.backend} decodes ctc_greedy only, not {args.mode}")
+    args.mode = "ctc_greedy"
     model = OnnxModel(args.model_dir, args.backend == "onnx_int8", args.num_threads)
     model.check_context(args.chunk_size, args.left_context_size, args.right_context_size)
     return model, None

@@ -16,6 +16,12 @@ TRANSDUCER_MODES = ("rnnt_greedy", "rnnt_beam")  # transducer models' own
 ALL_MODES = MODES + TRANSDUCER_MODES
 
 
+def resolve_mode(model, mode: Optional[str]) -> str:
+    """``mode``, or None: the model's own first mode (``ctc_greedy``; ``rnnt_greedy`` for a
+    transducer, as the reference decodes it)."""
+    return mode or getattr(model, "modes", MODES)[0]
+
+
 def check_mode(model, mode: str, bias=None):
     modes = getattr(model, "modes", MODES)
     if mode not in modes:
@@ -54,11 +60,14 @@ def budget_groups(frame_counts: Sequence[int], total_batch_duration: float) -> L
 
 @torch.no_grad()
 def decode_features(model, feats: List[torch.Tensor], chunk_size: Optional[int],
-                    left_context_size: int, right_context_size: int, mode: str = "ctc_greedy",
+                    left_context_size: int, right_context_size: int,
+                    mode: Optional[str] = None,
                     beam_size: int = 10, ctc_weight: float = 0.5,
                     reverse_weight: float = 0.0, bias=None) -> List[Transcript]:
     """Decode unpadded fbank features [(T_i, 80)] as one masked batch (``bias``: a
-    :class:`~chunkformer.decoding.bias.DecodingBias` for the beam modes)."""
+    :class:`~chunkformer.decoding.bias.DecodingBias` for the beam modes; ``mode`` None: the
+    model's greedy mode)."""
+    mode = resolve_mode(model, mode)
     check_mode(model, mode, bias)
     feats = [f.to(model.device) for f in feats]
     encs = model.encoder.forward_list(feats, chunk_size, left_context_size, right_context_size)
@@ -73,9 +82,10 @@ def decode_features(model, feats: List[torch.Tensor], chunk_size: Optional[int],
 
 
 def decode_audios(model, audios, chunk_size, left_context_size, right_context_size,
-                  total_batch_duration, mode="ctc_greedy", beam_size=10, sample_rate=None,
+                  total_batch_duration, mode=None, beam_size=10, sample_rate=None,
                   ctc_weight: float = 0.5, reverse_weight: float = 0.0, bias=None):
     """Paths or waveforms → transcripts, in masked batches of bounded total duration."""
+    mode = resolve_mode(model, mode)
     check_mode(model, mode, bias)
     feats = [model.features(a, sample_rate) for a in audios]
     results = [None] * len(feats)

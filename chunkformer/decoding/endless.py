@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 
 from chunkformer.data.audio import FbankStream
-from chunkformer.decoding.batch import TRANSDUCER_MODES, check_mode, frame_budget
+from chunkformer.decoding.batch import TRANSDUCER_MODES, check_mode, frame_budget, resolve_mode
 from chunkformer.decoding.spans import SpanSearch
 from chunkformer.decoding.transcript import Transcript
 from chunkformer.encoder.subsampling import DepthwiseStridingSubsampling as Subsampling
@@ -72,12 +72,13 @@ def encode_long(model, stream, chunk, left, right, total_batch_duration, layers=
 
 @torch.no_grad()
 def decode_long(model, audio, chunk_size=64, left_context_size=128, right_context_size=128,
-                total_batch_duration=1800, mode="ctc_greedy", beam_size=10,
+                total_batch_duration=1800, mode=None, beam_size=10,
                 sample_rate=None, ctc_weight: float = 0.5,
                 reverse_weight: float = 0.0, channel=None, bias=None) -> Transcript:
     """Decode one recording of any length (path or waveform; ``channel``: only that one) →
     Transcript (``ctc_weight`` and ``reverse_weight`` weigh attention rescoring, ``bias``
-    adds hotwords / LM to the beam modes)."""
+    adds hotwords / LM to the beam modes; ``mode`` None: the model's greedy mode)."""
+    mode = resolve_mode(model, mode)
     check_mode(model, mode, bias)
     stream = FbankStream(audio, sample_rate, channel=channel)
     spans = model.long_search(mode, beam_size, bias) if mode in TRANSDUCER_MODES else \

@@ -1,5 +1,7 @@
 """The transducer against the reference vector: predictor, joint, greedy search (alone,
 batched, capped, long-form with the state carried), texts, segments and losses."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -152,3 +154,29 @@ def test_losses(rnnt_model, rnnt_ref, rnnt_meta):
         assert ours.item() == pytest.approx(float(rnnt_ref[key]), rel=1e-5), key
     total = 0.75 * l_rnnt + 0.1 * l_ctc + 0.15 * l_att
     assert total.item() == pytest.approx(float(rnnt_ref["fwd_loss"]), rel=1e-5)
+
+
+def test_entry_points_default_to_the_transducer_search(rnnt_model, rnnt_meta, rnnt_wav,
+                                                       rnnt_dir, tmp_path):
+    """As upstream, a transducer folder decodes with its transducer by default: the API and
+    recognize give the reference's batch_decode texts; recognize writes rnnt_beam n-best."""
+    import json
+
+    from chunkformer.bin.recognize import main as recognize
+
+    paths = [str(rnnt_wav(w)) for w in rnnt_meta["wavs"][:2]]
+    assert rnnt_model.batch_decode(paths) == rnnt_meta["batch_decode_text"][:2]
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for p in paths:
+        (folder / Path(p).name).symlink_to(p)
+    args = ["--model_dir", str(rnnt_dir / "model"), "--data", str(folder), "--chunk_size",
+            "64", "--left_context_size", "128", "--right_context_size", "128"]
+    recognize(args + ["--output_dir", str(tmp_path / "greedy")])
+    texts = [line.rstrip("\n").split(" ", 1)[1] for line in open(tmp_path / "greedy" / "text")]
+    assert texts == rnnt_meta["batch_decode_text"][:2]
+    recognize(args + ["--output_dir", str(tmp_path / "beam"), "--mode", "rnnt_beam",
+                      "--beam_size", "3", "--nbest", "2"])
+    rows = [json.loads(line) for line in open(tmp_path / "beam" / "nbest.jsonl")]
+    assert len(rows) == 2 and all(len(r["nbest"]) == 2 for r in rows)
+    assert all(r["nbest"][0]["score"] >= r["nbest"][1]["score"] for r in rows)
