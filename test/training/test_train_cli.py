@@ -504,3 +504,37 @@ def test_transducer_trains_resumes_exactly_and_two_ranks_agree(transducer_experi
     dev = [json.loads(x) for x in open(tmp_path / "full" / "train_log.jsonl")]
     dev = [r for r in dev if r["split"] == "dev"][-1]
     assert dev["step"] == 8 and abs(dev["cer"] - cer) < 0.01
+
+
+def test_fine_tune_a_released_transducer_folder(tmp_path):
+    """train.init_from the reference transducer folder (its own vocabulary, no tokenizer
+    given) with its encoder frozen: the encoder keeps its weights, predictor and joint learn,
+    and the result is a transducer folder again."""
+    fixtures = Path(__file__).resolve().parent.parent / "fixtures"
+    folder = fixtures / "reference-rnnt-small" / "model"
+    meta = json.loads((fixtures / "reference-rnnt-small" / "meta.json").read_text())
+    rows = []
+    for k, name in enumerate(("utt0_cv16k", "utt1_tts16k")):
+        wav = fixtures / "reference-small" / "wavs" / f"{name}.flac"
+        words = [w for w in meta["batch_decode_text"][k].split() if "<" not in w][:8]
+        rows.append({"key": name, "wav": str(wav), "txt": " ".join(words),
+                     "duration": sf.info(str(wav)).duration})
+    (tmp_path / "data.list").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                                for r in rows))
+    cfg = {"model": {}, "tokenizer": {"path": None},
+           "data": {"train": str(tmp_path / "data.list"), "dev": str(tmp_path / "data.list"),
+                    "max_frames_in_batch": 1200, "num_workers": 0, "speed_perturb": None,
+                    "spec_augment": None, "fbank": {"dither": 0.0}},
+           "optim": {"lr": 0.001, "warmup_steps": 1},
+           "train": {"max_steps": 2, "seed": 0, "init_from": str(folder),
+                     "freeze": ["encoder."], "log_every": 1, "val_every": 2,
+                     "save_every": 2, "val_context": [64, 128, 128]}}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    _train(tmp_path, tmp_path / "exp")
+    tuned = _weights(tmp_path / "exp")
+    start = ChunkFormerModel.from_pretrained(folder).state_dict()
+    assert set(tuned) == set(start)
+    assert all(torch.equal(tuned[k], start[k]) for k in start if k.startswith("encoder."))
+    assert not torch.equal(tuned["joint.ffn_out.weight"], start["joint.ffn_out.weight"])
+    assert not torch.equal(tuned["predictor.rnn.weight_hh_l0"],
+                           start["predictor.rnn.weight_hh_l0"])

@@ -180,3 +180,33 @@ def test_entry_points_default_to_the_transducer_search(rnnt_model, rnnt_meta, rn
     rows = [json.loads(line) for line in open(tmp_path / "beam" / "nbest.jsonl")]
     assert len(rows) == 2 and all(len(r["nbest"]) == 2 for r in rows)
     assert all(r["nbest"][0]["score"] >= r["nbest"][1]["score"] for r in rows)
+
+
+@torch.no_grad()
+def test_encoder_outputs_match(rnnt_model, rnnt_ref):
+    """Full context alone and the masked batch at 64/128/128 (what batch_decode searches)."""
+    feats = [t(rnnt_ref[f"fbank_{i}"]) for i in range(3)]
+    for i, f in enumerate(feats):
+        enc, _ = rnnt_model.encode(f[None], torch.tensor([f.size(0)]), 0, 0, 0)
+        close(enc[0], rnnt_ref[f"full_enc_{i}"])
+    for i, enc in enumerate(rnnt_model.encoder.forward_list(feats, 64, 128, 128)):
+        close(enc, rnnt_ref[f"mb_enc_{i}"])
+
+
+def test_hybrid_loss_trains_under_bf16_autocast(rnnt_model):
+    import copy
+
+    model = copy.deepcopy(rnnt_model).train()
+    gen = torch.Generator().manual_seed(0)
+    feats, lens = torch.randn(2, 300, 80, generator=gen), torch.tensor([300, 200])
+    ys, ys_lens = torch.randint(3, 250, (2, 10), generator=gen), torch.tensor([10, 6])
+    for chunk in (None, 8):
+        model.time_chunk = chunk
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(feats, lens, ys, ys_lens, 16, 16, 4)
+        out["loss"].backward()
+        assert torch.isfinite(out["loss"]) and out["loss_rnnt"] > 0 and out["loss_ctc"] > 0
+        grads = [p.grad for n, p in model.named_parameters() if n.startswith(("predictor",
+                                                                             "joint"))]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads)
