@@ -71,6 +71,9 @@ def main(argv=None):
     from chunkformer.model import ChunkFormerModel
 
     model = ChunkFormerModel.from_pretrained(args.model_dir)
+    if hasattr(model, "predictor"):
+        print("note: a transducer folder: the graphs hold its encoder and CTC head (they decode "
+              "ctc_greedy); the predictor and joint are not exported")
     try:
         paths = export_onnx(model, args.output_dir, args.chunk_size, args.left_context_size,
                             args.quantize)
