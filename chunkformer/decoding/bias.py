@@ -143,7 +143,8 @@ class DecodingBias:
     def parts(self, ids: Sequence[int]) -> dict:
         """What each source adds to a labelling: ``hotwords`` (bonus), ``lm`` (ln p of the
         words and ``</s>``, unweighted) and ``words`` (count) — for n-best output."""
-        bonus, context = 0.0, self.context and ContextState()
+        bonus = 0.0
+        context = ContextState() if self.context is not None else None
         words = []
         for token in ids:
             for char in self.chars[token] if context is not None else ():

@@ -152,7 +152,10 @@ class OnnxEngine:
         return (torch.zeros(s["num_blocks"], 2, left_context_size, s["output_size"]),
                 torch.zeros(s["num_blocks"], s["lorder"], s["output_size"]))
 
-    def __call__(self, windows, lengths, history, att, conv, chunk_size, left_context_size):
+    def __call__(self, windows, lengths, history, att, conv, chunk_size, left_context_size,
+                 needs=frozenset()):
+        """As :class:`~chunkformer.streaming.group.TorchEngine`; the graph gives log-probs
+        (always returned) and no encoder frames, so transducer searches cannot use it."""
         inputs = (windows.float().numpy(), lengths.numpy(), history.numpy(), att.numpy(),
                   conv.numpy())
         log_probs, att, conv = self.session.run(None, dict(zip(STREAM_INPUTS, inputs)))

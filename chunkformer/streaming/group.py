@@ -38,17 +38,20 @@ class TorchEngine:
         return cache.att, cache.conv
 
     @torch.no_grad()
-    def __call__(self, windows, lengths, history, att, conv, chunk_size, left_context_size):
+    def __call__(self, windows, lengths, history, att, conv, chunk_size, left_context_size,
+                 needs=frozenset()):
         """(B, 8C + 7, F) windows, (B,) lengths and history, (N, B, …) caches → (B, C) greedy
-        ids, {"log_probs": (B, C, V) CTC log-probabilities, "encoder": (B, C, D) frames} and
-        the next caches."""
+        ids, the searches' inputs named in ``needs`` ({"log_probs": (B, C, V) CTC
+        log-probabilities, "encoder": (B, C, D) frames}) and the next caches."""
         dev = self.model.device
         x, att, conv = self.encoder.forward_chunks(
             windows.to(dev), lengths.to(dev), history.to(dev), att, conv, chunk_size,
             left_context_size)
         ids = self.model.ctc.best_ids(x.reshape(-1, x.size(-1))).view(x.size(0), -1)
-        return ids.cpu(), {"log_probs": self.model.ctc_log_probs(x).cpu(), "encoder": x}, \
-            att, conv
+        inputs = {"encoder": x}
+        if "log_probs" in needs:  # only for streams with a CTC beam search
+            inputs["log_probs"] = self.model.ctc_log_probs(x).cpu()
+        return ids.cpu(), inputs, att, conv
 
 
 class GroupStream(Stream):
@@ -142,8 +145,9 @@ class StreamGroup:
         att = torch.stack([s.att for s in streams], 1)
         conv = torch.stack([s.conv for s in streams], 1)
         history = torch.tensor([s.history for s in streams])
+        needs = {s.search.inputs for s in streams if s.search is not None}
         ids, inputs, att, conv = self.engine(torch.stack(windows), torch.tensor(lengths),
-                                             history, att, conv, self.chunk, self.left)
+                                             history, att, conv, self.chunk, self.left, needs)
         for i, (s, n) in enumerate(zip(streams, lengths)):
             s.att, s.conv = att[:, i].clone(), conv[:, i].clone()
             s.history += n

@@ -149,16 +149,8 @@ class Stream:
         self.finals: List[dict] = []
         self.search = None  # set by use_search: a search over the frames instead of greedy CTC
         self.pending: List[torch.Tensor] = []  # inputs of emitted frames not yet searched
-        self.searched = 0  # frames the search has seen
+        self.searched = 0  # frames a lazy search has seen
         self.final_tokens: List[Token] = []  # tokens of the closed utterances (a search)
-
-    def use_beam_search(self, beam_size: int = 10, bias=None):
-        """Decode with CTC prefix beam search instead of greedy, with hotwords and/or an LM
-        through ``bias`` (:meth:`ChunkFormerModel.decoding_bias`). Each chunk's frames are
-        searched as they come (the same search as offline, block by block); partials and
-        finals are its best hypothesis, and each endpoint (still found from the greedy blank
-        runs) closes the utterance and starts a fresh search. Call before the first audio."""
-        self.use_search(PrefixBeamSearch(beam_size, self.blank, bias=bias))
 
     @property
     def verbatim(self) -> bool:
@@ -166,9 +158,10 @@ class Stream:
         return getattr(self.search, "verbatim", False)
 
     def use_search(self, search):
-        """Decode with ``search`` instead of greedy CTC: a
-        :class:`~chunkformer.decoding.search.PrefixBeamSearch` (fed the frames' CTC
-        log-probabilities when a result is read; endpoints from the greedy CTC ids) or a
+        """Decode with ``search`` instead of greedy CTC (:func:`make_search` picks it): a
+        :class:`~chunkformer.decoding.search.PrefixBeamSearch`, with hotwords and/or an LM
+        through its bias (fed the frames' CTC log-probabilities when a result is read, the
+        same search as offline block by block; endpoints from the greedy CTC ids) or a
         :class:`~chunkformer.transducer.model.TransducerLongSearch` (fed the encoder frames as
         they come; a frame is speech for the endpoint rule iff the search emitted on it).
         Either gives ``hypotheses()`` and ``restart(first_frame)``. Call before the audio."""
@@ -286,7 +279,6 @@ class Stream:
                 raise StreamError(f"this stream's search needs the frames' {self.search.inputs}")
             if self.search.eager:
                 ids = self.search.advance(inputs)
-                self.searched += len(ids)
             else:
                 self.pending.append(inputs.detach().float().cpu())
         self.frame_ids.extend(ids)
@@ -447,4 +439,6 @@ class SegmentStream(Stream):
         inputs = None
         if self.search is not None:
             inputs = enc if self.search.inputs == "encoder" else self.model.ctc_log_probs(enc)
-        self._emit(self.model.ctc.best_ids(enc).tolist(), chunks, inputs)
+        ids = [] if self.search is not None and self.search.eager else \
+            self.model.ctc.best_ids(enc).tolist()  # an eager search marks the frames itself
+        self._emit(ids, chunks, inputs)

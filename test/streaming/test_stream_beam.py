@@ -11,6 +11,7 @@ import torchaudio
 
 from chunkformer.data.synthetic import RARE_PHRASES, plan_phrase_set, write_corpus
 from chunkformer.decoding.endless import decode_long
+from chunkformer.decoding.search import PrefixBeamSearch
 from chunkformer.lm.arpa import NgramLM
 from chunkformer.lm.kneser_ney import count_ngrams, estimate
 from chunkformer.model import ChunkFormerModel
@@ -110,4 +111,4 @@ def test_the_search_is_chosen_before_the_audio(model):
                            .astype(np.int16), 16000)
     assert stream.frame_ids
     with pytest.raises(StreamError, match="before the first audio"):
-        stream.use_beam_search(4)
+        stream.use_search(PrefixBeamSearch(4))
