@@ -14,6 +14,7 @@ from typing import List, Optional, Tuple
 import torch
 
 MAX_SYMBOLS = 64  # symbols per frame at most (the reference's default)
+LOOKAHEAD = 4  # frames the greedy search scores at once while the predictor stands still
 
 
 @dataclass
@@ -35,44 +36,61 @@ def start_greedy(predictor, batch: int, device=None) -> GreedyState:
 @torch.no_grad()
 def greedy_search(predictor, joint, enc: torch.Tensor, lens: torch.Tensor,
                   max_symbols: int = MAX_SYMBOLS,
-                  carry: Optional[GreedyState] = None,
+                  carry: Optional[GreedyState] = None, lookahead: int = LOOKAHEAD,
                   ) -> Tuple[List[List[Tuple[int, int]]], GreedyState]:
     """Greedy search over (B, T', D) encoder frames of valid lengths (B,).
+
+    Each utterance keeps its own frame. While its predictor stands still (blanks), the
+    joint's answer on the next frames does not depend on them, so each step scores
+    ``lookahead`` frames per utterance in one product and jumps to the first that emits; only
+    the utterances not yet at their end are scored, and only those that emit step the
+    predictor (one batched step, whatever frame each is on). The result is the frame-by-frame
+    search's, without its cost on padding, finished utterances and blank runs.
 
     Returns:
         per utterance the emitted (token id, frame) pairs in order, and the state to go on
         with (``carry`` for the next frames of the same utterances).
     """
+    if max_symbols < 1 or lookahead < 1:
+        raise ValueError(f"max_symbols {max_symbols} and lookahead {lookahead} must be >= 1")
     batch, frames = enc.size(0), enc.size(1)
     device = enc.device
     carry = carry or start_greedy(predictor, batch, device)
-    h, c = carry.state
-    pred = carry.pred
+    h, c = (s.clone() for s in carry.state)
+    pred = carry.pred.clone()
     f = joint.project_encoder(enc)  # (B, T', J)
     g = joint.project_predictor(pred)  # (B, J)
+    lens = lens.to(device)
+    t = torch.zeros(batch, dtype=torch.long, device=device)  # each utterance's frame
+    count = torch.zeros_like(t)  # symbols it has emitted on that frame
+    offsets = torch.arange(lookahead, device=device)
     out: List[List[Tuple[int, int]]] = [[] for _ in range(batch)]
     blank = predictor.blank
-    for t in range(frames):
-        active = t < lens  # (B,)
-        for _ in range(max_symbols):
-            if not bool(active.any()):
-                break
-            logp = joint.combine(f[:, t], g).float().log_softmax(-1)
-            best = logp.argmax(-1)  # (B,) first index on ties
-            emit = active & (best != blank)
-            if not bool(emit.any()):
-                break
-            rows = emit.nonzero().squeeze(1)
-            for row, token in zip(rows.tolist(), best[rows].tolist()):
-                out[row].append((token, t))
-            new_pred, (new_h, new_c) = predictor.step(best[rows], (h[:, rows], c[:, rows]))
-            h, c = h.clone(), c.clone()
-            h[:, rows], c[:, rows] = new_h, new_c
-            pred = pred.clone()
-            pred[rows] = new_pred
-            g = g.clone()
-            g[rows] = joint.project_predictor(new_pred)
-            active = emit
+    while True:
+        rows = (t < lens).nonzero().squeeze(1)  # (A,)
+        if rows.numel() == 0:
+            break
+        window = t[rows, None] + offsets  # (A, K) frames
+        inside = window < lens[rows, None]
+        logp = joint.combine(f[rows[:, None], window.clamp(max=frames - 1)], g[rows, None])
+        best = logp.float().log_softmax(-1).argmax(-1)  # (A, K), first index on ties
+        emits = inside & (best != blank)
+        has = emits.any(1)
+        skip = torch.where(has, emits.int().argmax(1), lookahead)  # blank frames before
+        count[rows] = torch.where(skip > 0, 0, count[rows])
+        t[rows] += skip
+        if not bool(has.any()):
+            continue
+        rows, tokens = rows[has], best[has, skip[has]]
+        for row, token, frame in zip(rows.tolist(), tokens.tolist(), t[rows].tolist()):
+            out[row].append((token, frame))
+        new_pred, (h[:, rows], c[:, rows]) = predictor.step(tokens, (h[:, rows], c[:, rows]))
+        pred[rows] = new_pred
+        g[rows] = joint.project_predictor(new_pred)
+        count[rows] += 1
+        capped = count[rows] >= max_symbols  # on to the next frame without a blank
+        t[rows] += capped.long()
+        count[rows] = torch.where(capped, 0, count[rows])
     return out, GreedyState((h, c), pred)
 
 
