@@ -26,6 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import common  # noqa: E402
+
 from chunkformer.bin.build_lm import main as build_lm  # noqa: E402
 from chunkformer.data.manifest import read_manifest  # noqa: E402
 from chunkformer.data.synthetic import (RARE_PHRASES, domain_text, plan_phrase_set,  # noqa: E402
@@ -143,7 +145,11 @@ def main():
                                            2))
     rows["sets"] = dict(test=len(test), dev=len(dev), phrase_set=len(phrase_items),
                         lm_counts=lm.counts())
-    print(json.dumps(rows, ensure_ascii=False, indent=1))
+    common.save_results(
+        "decoding_bias" + ("-quick" if args.quick else ""),
+        "\n\n".join(["# decoding_bias", common.environment_note(args),
+                      f"model {args.model_dir}, data {args.data_dir}; full context, beam 10.",
+                      "```json\n" + json.dumps(rows, ensure_ascii=False, indent=1) + "\n```"]))
 
 
 if __name__ == "__main__":
