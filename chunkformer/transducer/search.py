@@ -72,8 +72,8 @@ def greedy_search(predictor, joint, enc: torch.Tensor, lens: torch.Tensor,
             break
         window = t[rows, None] + offsets  # (A, K) frames
         inside = window < lens[rows, None]
-        logp = joint.combine(f[rows[:, None], window.clamp(max=frames - 1)], g[rows, None])
-        best = logp.float().log_softmax(-1).argmax(-1)  # (A, K), first index on ties
+        logits = joint.combine(f[rows[:, None], window.clamp(max=frames - 1)], g[rows, None])
+        best = logits.float().log_softmax(-1).argmax(-1)  # (A, K), first index on ties
         emits = inside & (best != blank)
         has = emits.any(1)
         skip = torch.where(has, emits.int().argmax(1), lookahead)  # blank frames before
