@@ -50,7 +50,7 @@ from chunkformer.data.manifest import ManifestError, display_key, read_manifest,
 from chunkformer.data.numbers import inverse_numbers
 from chunkformer.data.skips import SkipLog
 from chunkformer.decoding.batch import (ALL_MODES, check_mode, decode_features, frame_budget,
-                                         resolve_mode)
+                                         resolve_mode, set_max_symbols)
 from chunkformer.decoding.channels import merge_channels, parse_roles
 from chunkformer.decoding.endless import decode_long
 from chunkformer.decoding.metrics import score
@@ -75,6 +75,9 @@ def get_parser():
     p.add_argument("--left_context_size", type=int, default=128)
     p.add_argument("--right_context_size", type=int, default=128)
     p.add_argument("--beam_size", type=int, default=10)
+    p.add_argument("--max_symbols", type=int, default=None,
+                   help="rnnt_* modes: symbols one 80 ms frame may emit at most (default: the "
+                        "reference's 64; a few bound a runaway repetition on one frame)")
     p.add_argument("--hotwords", default=None,
                    help="beam modes: file of phrases to boost (one a line, optional <TAB>boost)")
     p.add_argument("--lm", default=None, help="beam modes: word n-gram LM (ARPA, .arpa.gz)")
@@ -301,6 +304,7 @@ def load_model(args):
         model = ChunkFormerModel.from_pretrained(args.model_dir, args.device)
         logging.info("%s", model.load_report)
         args.mode = resolve_mode(model, args.mode)
+        set_max_symbols(model, args.max_symbols)
         bias = model.decoding_bias(args.hotwords, args.lm, args.lm_weight, args.word_bonus)
         check_mode(model, args.mode, bias)
         if bias is not None:
@@ -308,8 +312,9 @@ def load_model(args):
         return model, bias
     from chunkformer.export.runtime import OnnxModel
 
-    if args.mode not in (None, "ctc_greedy"):
-        raise ValueError(f"--backend {args.backend} decodes ctc_greedy only, not {args.mode}")
+    if args.mode not in (None, "ctc_greedy") or args.max_symbols is not None:
+        raise ValueError(f"--backend {args.backend} decodes ctc_greedy only, not "
+                         f"{args.mode or 'with --max_symbols'}")
     args.mode = "ctc_greedy"
     model = OnnxModel(args.model_dir, args.backend == "onnx_int8", args.num_threads)
     model.check_context(args.chunk_size, args.left_context_size, args.right_context_size)

@@ -41,6 +41,8 @@ def get_parser():
     p.add_argument("--max_batch", type=int, default=64, help="chunks per forward at most")
     p.add_argument("--beam_size", type=int, default=0,
                    help="prefix beam search of this size (0: greedy CTC)")
+    p.add_argument("--max_symbols", type=int, default=None,
+                   help="transducer models: symbols one frame may emit at most (default 64)")
     p.add_argument("--hotwords", default=None, help="with a beam: phrases to boost (file)")
     p.add_argument("--lm", default=None, help="with a beam: word n-gram LM (ARPA)")
     p.add_argument("--lm_weight", type=float, default=0.5)
@@ -55,12 +57,17 @@ def load_engine(args):
     if args.onnx_dir:
         from chunkformer.export.runtime import OnnxEngine
 
+        if args.max_symbols is not None:
+            raise ValueError("--max_symbols: ONNX graphs decode greedy CTC, no transducer")
         return OnnxEngine.load(args.onnx_dir, args.chunk_size, args.left_context_size,
                                args.int8, args.num_threads)
+    from chunkformer.decoding.batch import set_max_symbols
     from chunkformer.model import ChunkFormerModel
     from chunkformer.streaming.group import TorchEngine
 
-    return TorchEngine(ChunkFormerModel.from_pretrained(args.model_dir, args.device))
+    model = ChunkFormerModel.from_pretrained(args.model_dir, args.device)
+    set_max_symbols(model, args.max_symbols)
+    return TorchEngine(model)
 
 
 @tool_main
@@ -84,8 +91,8 @@ def main(argv=None):
     from chunkformer.decoding.bias import make_bias
     from chunkformer.serving.server import RecognitionServer
 
-    engine = load_engine(args)
     try:
+        engine = load_engine(args)
         bias = make_bias(engine.vocab, args.hotwords, args.lm, args.lm_weight, args.word_bonus)
     except ValueError as e:
         sys.exit(f"error: {e}")

@@ -35,6 +35,17 @@ def check_mode(model, mode: str, bias=None):
                          "(this folder has no decoder.* weights)")
 
 
+def set_max_symbols(model, max_symbols: Optional[int]):
+    """Cap the symbols one encoder frame may emit in a transducer's searches (None: keep the
+    model's cap, the reference's 64); ValueError for a model without a transducer."""
+    if max_symbols is None:
+        return
+    if not hasattr(model, "max_symbols"):
+        raise ValueError(f"max_symbols {max_symbols}: only a transducer model's search has a "
+                         "per-frame symbol cap, this model has none")
+    model.max_symbols = max_symbols
+
+
 def frame_budget(total_batch_duration: float) -> int:
     """Fbank frames per batch for a duration in seconds, as upstream computes it (spec §9)."""
     if total_batch_duration <= 0:

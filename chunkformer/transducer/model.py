@@ -40,8 +40,21 @@ class TransducerModel(ChunkFormerModel):
         if self.weights["att"] > 0 and decoder is None:
             raise ConfigError("model_conf.attention_weight > 0 needs an attention decoder")
         self.blank = predictor.blank
-        self.max_symbols = MAX_SYMBOLS
+        self._max_symbols = MAX_SYMBOLS
         self.time_chunk: Optional[int] = None  # frames per joint evaluation in the loss
+
+    @property
+    def max_symbols(self) -> int:
+        """Symbols one encoder frame may emit at most in the searches (the reference's 64 by
+        default; a trained model rarely needs more than a few per 80 ms frame, and a lower cap
+        bounds a runaway repetition loop on one frame)."""
+        return self._max_symbols
+
+    @max_symbols.setter
+    def max_symbols(self, n: int):
+        if int(n) != n or n < 1:
+            raise ValueError(f"max_symbols must be a whole number >= 1, got {n}")
+        self._max_symbols = int(n)
 
     @property
     def untrained_prefixes(self) -> List[str]:

@@ -299,17 +299,27 @@ def test_a_beam_server_with_hotwords_gives_the_streams_finals_and_nbest(default_
         assert all(set(a) == {"sentence"} for a in r[1:])
 
 
-def test_a_transducer_model_is_served_with_its_own_search(tmp_path):
-    """The reference transducer (random weights): the server's finals are a stream's."""
+@pytest.mark.parametrize("cap", [None, 2])
+def test_a_transducer_model_is_served_with_its_own_search(cap):
+    """The reference transducer (random weights): the server's finals are a stream's, with
+    the model's symbol cap or ``--max_symbols`` (2 bites: the finals change)."""
     root = Path(__file__).resolve().parent.parent / "fixtures"
     folder, wav = root / "reference-rnnt-small" / "model", root / "reference-small" / "wavs"
     samples, rate = pcm16(wav / "utt0_cv16k.flac")
     model = ChunkFormerModel.from_pretrained(folder)
-    stream = model.stream(8, 32, 0, endpoint_silence=0.5)
-    stream.accept_waveform(samples, rate)
-    stream.finish()
-    expected = [f["text"] for f in stream.pop_finals()]
-    proc, url = start_server(["--model_dir", folder, "--endpoint_silence", "0.5"])
+
+    def stream_finals():
+        stream = model.stream(8, 32, 0, endpoint_silence=0.5)
+        stream.accept_waveform(samples, rate)
+        stream.finish()
+        return [f["text"] for f in stream.pop_finals()]
+
+    expected, options = stream_finals(), ["--model_dir", folder, "--endpoint_silence", "0.5"]
+    if cap is not None:
+        model.max_symbols, options = cap, options + ["--max_symbols", cap]
+        expected, uncapped = stream_finals(), expected
+        assert expected != uncapped
+    proc, url = start_server(options)
     try:
         messages = call(url, samples, rate, piece=1600)
     finally:

@@ -8,6 +8,7 @@ import torch
 
 from chunkformer.decoding.batch import decode_features
 from chunkformer.decoding.endless import decode_long
+from chunkformer.model import ChunkFormerModel
 from chunkformer.transducer.loss import rnnt_loss
 from chunkformer.transducer.search import greedy_search
 
@@ -180,6 +181,37 @@ def test_entry_points_default_to_the_transducer_search(rnnt_model, rnnt_meta, rn
     rows = [json.loads(line) for line in open(tmp_path / "beam" / "nbest.jsonl")]
     assert len(rows) == 2 and all(len(r["nbest"]) == 2 for r in rows)
     assert all(r["nbest"][0]["score"] >= r["nbest"][1]["score"] for r in rows)
+
+
+def test_recognize_takes_the_symbol_cap(rnnt_meta, rnnt_ref, rnnt_wav, rnnt_dir,
+                                       ref_model_dir, tmp_path, capsys):
+    """``--max_symbols 2`` gives the reference's search with cap 2 (masked batch 64/128/128);
+    a cap below 1, or one for a model without a transducer, is a one-line error."""
+    from chunkformer.bin.recognize import main as recognize
+    from chunkformer.transducer.model import transducer_transcript
+
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for w in rnnt_meta["wavs"][:2]:
+        (folder / Path(w).name).symlink_to(rnnt_wav(w))
+    args = ["--data", str(folder), "--chunk_size", "64", "--left_context_size", "128",
+            "--right_context_size", "128", "--output_dir", str(tmp_path / "out")]
+    recognize(args + ["--model_dir", str(rnnt_dir / "model"), "--max_symbols", "2"])
+    texts = [line.rstrip("\n").split(" ", 1)[1] for line in open(tmp_path / "out" / "text")]
+    model = ChunkFormerModel.from_pretrained(rnnt_dir / "model")
+    expected = []
+    for i in range(2):
+        ids, frames = rnnt_ref[f"greedy2_mb_ids_{i}"], rnnt_ref[f"greedy2_mb_frames_{i}"]
+        expected.append(transducer_transcript(model, list(zip(ids.tolist(), frames.tolist())),
+                                              int(frames.max()) + 1).text)
+    assert texts == expected and texts != rnnt_meta["batch_decode_text"][:2]
+    for model_dir, cap, message in ((rnnt_dir / "model", "0", "must be a whole number >= 1"),
+                                    (ref_model_dir, "4", "only a transducer model's search")):
+        with pytest.raises(SystemExit) as exit_:
+            recognize(args + ["--model_dir", str(model_dir), "--max_symbols", cap])
+        assert message in str(exit_.value)
+    with pytest.raises(ValueError, match="whole number"):
+        model.max_symbols = 1.5
 
 
 @torch.no_grad()

@@ -1,7 +1,9 @@
 """Transducer models live: a stream (alone or in a group) fed random pieces gives offline
 long-form decoding's tokens (greedy and beam; the reference's own long-form ids at its
 contexts), endpoints split them without resetting the predictor, and the server serves it."""
+import copy
 import random
+from collections import Counter
 
 import pytest
 import soundfile as sf
@@ -39,9 +41,14 @@ def test_stream_equals_the_reference_long_form(rnnt_model, rnnt_ref, long_audio)
     assert [t.first for t in result.tokens] == rnnt_ref["endless_frames"].tolist()
 
 
-@pytest.mark.parametrize("mode, beam", [("rnnt_greedy", None), ("rnnt_beam", 3)])
-def test_streams_alone_and_grouped_equal_offline(rnnt_model, long_audio, mode, beam):
+@pytest.mark.parametrize("mode, beam, cap", [("rnnt_greedy", None, 64), ("rnnt_beam", 3, 64),
+                                             ("rnnt_greedy", None, 2), ("rnnt_beam", 2, 2)])
+def test_streams_alone_and_grouped_equal_offline(rnnt_model, long_audio, mode, beam, cap):
+    """... with the model's per-frame symbol cap (the reference's 64, or 2: it bites)."""
     path, samples, rate = long_audio
+    if cap != rnnt_model.max_symbols:
+        rnnt_model = copy.deepcopy(rnnt_model)
+        rnnt_model.max_symbols = cap
     reference = decode_long(rnnt_model, str(path), 8, 32, 0, mode=mode, beam_size=beam or 10)
     group = StreamGroup(TorchEngine(rnnt_model), 8, 32, endpoint_silence=None)
     alone = rnnt_model.stream(8, 32, 0, beam_size=beam, endpoint_silence=None)
@@ -49,6 +56,8 @@ def test_streams_alone_and_grouped_equal_offline(rnnt_model, long_audio, mode, b
     for result in feed([alone, grouped], samples, rate, 1, group):
         assert result.ids == reference.ids
         assert [t.first for t in result.tokens] == [t.first for t in reference.tokens]
+    per_frame = Counter(t.first for t in reference.tokens).values()
+    assert max(per_frame) == cap if cap == 2 else max(per_frame) > 2
 
 
 def test_endpoints_split_the_greedy_tokens(rnnt_model, long_audio):
