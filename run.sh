@@ -37,6 +37,8 @@ overrides=""                 # more trainer settings, "section.key=value ..."
 average_num=5
 average_mode=last            # last | best (dev loss; only validated checkpoints have one)
 decode_mode=ctc_greedy
+max_symbols=4                # rnnt_* modes: symbols one 80 ms frame may emit at most (the
+                             # reference's 64 let this model loop on one frame of a whole call)
 decode_chunk_size=0          # ≤ 0: full context; e.g. 32 with 32 left / 8 right for streaming
 decode_left_context=0
 decode_right_context=0
@@ -44,7 +46,7 @@ low_latency="8 32 0"         # chunk / left / right context of the low-latency c
 _options="stage stop_stage install data_dir exp_dir config num_train num_dev num_test
   num_dev_calls num_test_calls low_latency
   telephone_fraction shuffled_fraction even_word_fraction seed nj train_procs vocab_size max_steps overrides
-  average_num average_mode decode_mode decode_chunk_size decode_left_context decode_right_context"
+  average_num average_mode decode_mode max_symbols decode_chunk_size decode_left_context decode_right_context"
 . tools/parse_options.sh
 
 log() {
@@ -151,6 +153,9 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
   timed 4
 fi
 
+decode_options=()  # the search's options for the decoding mode
+case $decode_mode in rnnt_*) decode_options=(--max_symbols "$max_symbols");; esac
+
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   log "Stage 5: decode the held-out test set ($decode_mode, context" \
     "$decode_chunk_size/$decode_left_context/$decode_right_context)"
@@ -158,7 +163,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
   out=$exp_dir/decode_test
   mkdir -p "$out"
   python -m chunkformer.bin.recognize --model_dir "$exp_dir/final" \
-    --data "$data_dir/test/data.list" --output_dir "$out" --mode "$decode_mode" \
+    --data "$data_dir/test/data.list" --output_dir "$out" \
+    --mode "$decode_mode" "${decode_options[@]}" \
     --chunk_size "$decode_chunk_size" \
     --left_context_size "$decode_left_context" \
     --right_context_size "$decode_right_context" > "$out/log" 2>&1
@@ -190,7 +196,8 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ] && [ "$num_test_calls" -gt 0 ];
     local name=$1 list=$2 c=$3 l=$4 r=$5; shift 5
     python -m chunkformer.bin.recognize --model_dir "$exp_dir/final" --data "$list" \
       --output_dir "$out/$name" --chunk_size "$c" --left_context_size "$l" \
-      --right_context_size "$r" --mode "$decode_mode" "$@" > "$out/$name.log" 2>&1
+      --right_context_size "$r" --mode "$decode_mode" "${decode_options[@]}" "$@" \
+      > "$out/$name.log" 2>&1
   }
   for ctx in full low; do
     set -- 0 0 0; [ $ctx = low ] && set -- $ll_chunk $ll_left $ll_right

@@ -13,7 +13,7 @@ import time
 import torch
 
 from chunkformer.data.text import normalize_text
-from chunkformer.decoding.batch import decode_features
+from chunkformer.decoding.batch import decode_features, set_max_symbols
 from chunkformer.decoding.metrics import ErrorTally, error_counts
 from chunkformer.model import ChunkFormerModel
 
@@ -23,6 +23,8 @@ def main():
     p.add_argument("--ctc", default="exp/default/final")
     p.add_argument("--rnnt", default="exp/default_rnnt/final")
     p.add_argument("--data", default="data/default/test/data.list")
+    p.add_argument("--max_symbols", type=int, default=4,
+                   help="the transducer's symbols per frame at most (run.sh's max_symbols)")
     args = p.parse_args()
     torch.set_num_threads(2)
     rows = [json.loads(line) for line in open(args.data)]
@@ -31,6 +33,7 @@ def main():
             ("CTC", args.ctc, [("ctc_greedy", 10), ("ctc_prefix_beam", 4)]),
             ("RNN-T", args.rnnt, [("rnnt_greedy", 10), ("rnnt_beam", 4), ("ctc_greedy", 10)])):
         m = ChunkFormerModel.from_pretrained(folder)
+        set_max_symbols(m, args.max_symbols if name == "RNN-T" else None)
         feats = [m.features(r["wav"]) for r in rows]
         for mode, beam in modes:
             t = time.perf_counter()

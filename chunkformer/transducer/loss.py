@@ -1,14 +1,18 @@
-"""The RNN-T loss (spec/rnnt.md §7) with ``torchaudio.functional.rnnt_loss``, whole or in
-memory-bounded time chunks.
+"""The RNN-T loss (spec/rnnt.md §7) with ``torchaudio.functional.rnnt_loss`` on a two-symbol
+lattice, the joint evaluated whole or in memory-bounded time chunks.
 
 The loss of an utterance depends on the joint's log-softmax at each lattice node (t, u) only
-through two numbers: the blank's log-probability and the next target's. ``time_chunk`` uses
-that: the joint runs on ``time_chunk`` frames at a time under activation checkpointing, keeps
-only those two (B, chunk, U + 1) slices, and the lattice is scored by ``rnnt_loss`` on a
-two-symbol alphabet (blank, "the next target") with log-softmax already applied. The value
-and gradients equal the whole joint's (tested), while the (B, T', U + 1, V) logits are never
-held for more than one chunk, in the forward or the backward pass: long utterances and large
-vocabularies train in bounded memory, at the price of running the joint twice.
+through two numbers: the blank's log-probability and the next target's. We take those two from
+the log-softmax (B, t, U + 1, V) → (B, t, U + 1, 2) and let ``rnnt_loss`` score the lattice on a
+two-symbol alphabet (blank, "the next target"), log-softmax already applied. Value and
+gradients are those of ``rnnt_loss`` on the whole (B, T', U + 1, V) logits with its fused
+log-softmax (tested), at 2-2.5x its speed on CPU (its kernel walks the V scores of every node
+one by one; here dense log-softmax and gather do that work: ``bench/rnnt_loss_memory.py``).
+
+``time_chunk`` bounds the memory: the joint runs on ``time_chunk`` frames at a time under
+activation checkpointing and keeps only the two (B, chunk, U + 1) slices, so the V-wide
+logits are never held for more than one chunk, in the forward or the backward pass: long
+utterances and large vocabularies train in bounded memory, for a second run of the joint.
 """
 from typing import Optional
 
@@ -45,18 +49,15 @@ def rnnt_loss(joint, enc: torch.Tensor, enc_lens: torch.Tensor, pred: torch.Tens
         time_chunk: frames per joint evaluation (None: the whole joint at once).
     """
     targets = _targets(ys, ys_lens)
-    lengths, target_lengths = enc_lens.int(), ys_lens.int()
-    if time_chunk is None or time_chunk >= enc.size(1):
-        logits = joint(enc, pred).float()
-        return AF.rnnt_loss(logits, targets, lengths, target_lengths, blank=blank,
-                            reduction="none", clamp=-1)
     f, g = joint.project_encoder(enc), joint.project_predictor(pred)
     next_tokens = torch.cat([targets.long(), targets.new_zeros(targets.size(0), 1).long()],
                             dim=1)  # (B, U + 1)
-    pieces = [checkpoint(_node_terms, joint, f[:, s:s + time_chunk], g, next_tokens, blank,
-                         use_reentrant=False)
-              for s in range(0, f.size(1), time_chunk)]
-    terms = torch.cat(pieces, dim=1)  # (B, T', U + 1, 2)
+    if time_chunk is None or time_chunk >= f.size(1):
+        terms = _node_terms(joint, f, g, next_tokens, blank)
+    else:
+        terms = torch.cat([checkpoint(_node_terms, joint, f[:, s:s + time_chunk], g,
+                                      next_tokens, blank, use_reentrant=False)
+                           for s in range(0, f.size(1), time_chunk)], dim=1)
     relabelled = torch.ones_like(targets)  # every target is "the next target", symbol 1
-    return AF.rnnt_loss(terms, relabelled, lengths, target_lengths, blank=0,
+    return AF.rnnt_loss(terms, relabelled, enc_lens.int(), ys_lens.int(), blank=0,
                         reduction="none", clamp=-1, fused_log_softmax=False)

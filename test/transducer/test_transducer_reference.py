@@ -129,6 +129,37 @@ def test_text_rule_keeps_repeats_and_special_pieces(rnnt_model, rnnt_ref, rnnt_m
         rnnt_meta["text_rule_grid_segments"]
 
 
+@pytest.mark.parametrize("time_chunk", [None, 5])
+def test_two_symbol_lattice_equals_the_fused_whole_lattice(rnnt_model, time_chunk):
+    """Our loss (two-symbol lattice, whole or chunked joint) against torchaudio's rnnt_loss on
+    the whole (B, T', U+1, V) logits with its fused log-softmax: values and gradients, on a
+    padded batch (lengths differ in frames and targets)."""
+    import torchaudio.functional as AF
+
+    joint, gen = rnnt_model.joint, torch.Generator().manual_seed(3)
+    enc_lens, ys_lens = torch.tensor([17, 11, 14]), torch.tensor([6, 3, 0])
+    enc = torch.randn(3, 17, joint.enc_ffn.in_features, generator=gen)
+    pred = torch.randn(3, 7, joint.pred_ffn.in_features, generator=gen)
+    ys = torch.randint(1, joint.ffn_out.out_features, (3, 6), generator=gen)
+    ys[1, 3:] = -1  # padding of any value
+
+    def run(fn):
+        e, p = enc.clone().requires_grad_(), pred.clone().requires_grad_()
+        joint.zero_grad()
+        loss = fn(e, p)
+        (loss * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+        return loss.detach(), e.grad, p.grad, joint.ffn_out.weight.grad.clone()
+
+    ours = run(lambda e, p: rnnt_loss(joint, e, enc_lens, p, ys, ys_lens, 0, time_chunk))
+    targets = torch.where(ys < 0, 0, ys).int()
+    fused = run(lambda e, p: AF.rnnt_loss(joint(e, p), targets, enc_lens.int(), ys_lens.int(),
+                                          blank=0, reduction="none", clamp=-1))
+    assert torch.allclose(ours[0], fused[0], rtol=1e-5)
+    for a, b in zip(ours[1:], fused[1:]):  # float32 sums in another order: 1e-5 of the scale
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max() and b.abs().max() > 0
+    joint.zero_grad()
+
+
 def test_losses(rnnt_model, rnnt_ref, rnnt_meta):
     ys, ys_lens = t(rnnt_ref["loss_targets"]).long(), t(rnnt_ref["loss_target_lens"]).long()
     encs = [t(rnnt_ref[f"full_enc_{i}"]) for i in range(3)]
