@@ -138,6 +138,9 @@ def test_recognize_backend_onnx_writes_the_text_of_pytorch(default_model, export
     bad = recognize(["--model_dir", str(exported), "--data", str(data), "--backend", "onnx",
                      "--chunk_size", "0", "--mode", "attention_rescoring"], tmp_path / "bad")
     assert bad.returncode == 1 and "ctc_greedy only" in bad.stderr
+    bad = recognize(["--model_dir", str(exported), "--data", str(data), "--backend", "onnx",
+                     "--chunk_size", "0", "--max_symbols", "4"], tmp_path / "bad")
+    assert bad.returncode == 1 and "symbol cap, this model has none" in bad.stderr
     bad = recognize(["--model_dir", str(tmp_path), "--data", str(data), "--backend", "onnx"],
                     tmp_path / "bad")
     assert bad.returncode == 1 and "full.onnx: no such file" in bad.stderr
